@@ -24,7 +24,7 @@ def main():
     task = load_task(str(SST2)); model, tok = train_organism("llama", task, progress=False)
     ex = sample_split(task.split("test"), a.n, 0); texts = ex.text.tolist()
     t0 = time.perf_counter()
-    ours = attribute(model, tok, task, texts, "integrated_gradients", n_steps=a.steps, batch_size=32, baseline_id=0, normalise=False, baseline_scope="all")
+    ours = attribute(model, tok, task, texts, "integrated_gradients", n_steps=a.steps, batch_size=16, baseline_id=0, normalise=False, baseline_scope="all")
     t_ours = time.perf_counter() - t0
     llm = LLMGradientAttribution(LayerIntegratedGradients(model, model.get_input_embeddings()), tok)
     rhos, t0 = [], time.perf_counter()
