@@ -19,7 +19,8 @@ from tqdm.auto import tqdm
 from captum.attr import LayerIntegratedGradients, InputXGradient, Saliency, GradientShap, KernelShap, Lime
 from .core import AttnPruneError, seed_everything
 from .data import Task, load_task
-from .models import encode_prompts, pad_batch, label_token_ids, model_max_length, EncodedPrompts, random_model
+from .prompts import encode_prompts, pad_batch, label_token_ids, model_max_length, EncodedPrompts
+from .organisms import random_model
 from .classify import label_word_log_probs, renormalise, score_sequences
 
 # %% ../nbs/05_attribution.ipynb #9ef2c9f1

@@ -17,7 +17,8 @@ import torch
 from tqdm.auto import tqdm
 from .core import AttnPruneError
 from .data import Task, load_task, sample_split
-from .models import encode_prompts, pad_batch, label_token_ids, model_max_length, random_model, EncodedPrompts
+from .prompts import encode_prompts, pad_batch, label_token_ids, model_max_length, EncodedPrompts
+from .organisms import random_model
 
 # %% ../nbs/03_classify.ipynb #c36ed80e
 def label_word_log_probs(model, # a HF causal LM

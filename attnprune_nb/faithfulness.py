@@ -15,7 +15,7 @@ import pandas as pd
 import torch
 from scipy.stats import kendalltau
 from .core import AttnPruneError
-from .models import pad_batch, label_token_ids
+from .prompts import pad_batch, label_token_ids
 from .classify import label_word_log_probs, renormalise
 from .attribution import Attributions, attribute, perturb, score_perturbed, REMOVALS
 

@@ -21,7 +21,8 @@ from tqdm.auto import tqdm
 from transformers.cache_utils import Cache, DynamicCache, DynamicLayer, DummyLayer
 from .core import AttnPruneError
 from .data import Task, load_task, sample_split
-from .models import encode_prompts, pad_batch, model_max_length, random_model, ARCHS
+from .prompts import encode_prompts, pad_batch, model_max_length
+from .organisms import random_model, ARCHS
 
 # %% ../nbs/04_prune.ipynb #35c797ff
 @dataclass(frozen=True)

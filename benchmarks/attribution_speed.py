@@ -13,7 +13,7 @@ import numpy as np
 from scipy.stats import spearmanr
 from captum.attr import LayerIntegratedGradients, LLMGradientAttribution, TextTokenInput
 from attnprune_nb.data import load_task, sample_split
-from attnprune_nb.models import train_organism
+from attnprune_nb.organisms import train_organism
 from attnprune_nb.attribution import attribute
 
 SST2 = Path(__file__).resolve().parents[1].parent/"shared"/"data"/"sst2"

@@ -9,7 +9,7 @@ import argparse
 from pathlib import Path
 import numpy as np
 from attnprune_nb.data import load_task, sample_split
-from attnprune_nb.models import train_organism
+from attnprune_nb.organisms import train_organism
 from attnprune_nb.classify import classify
 from attnprune_nb.prune import layers_to_drop, attention_dropped, decoder_layers
 from attnprune_nb.calibration import calibration_report, paired_bootstrap, fit_temperature

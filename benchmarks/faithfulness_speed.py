@@ -10,7 +10,7 @@ import argparse, time
 from pathlib import Path
 import numpy as np
 from attnprune_nb.data import load_task, sample_split
-from attnprune_nb.models import train_organism
+from attnprune_nb.organisms import train_organism
 from attnprune_nb.attribution import attribute
 from attnprune_nb.faithfulness import faithfulness
 

@@ -7,7 +7,7 @@ Goals (issue: foundation): <= 120 s each on 2 CPU cores; accuracy >= 0.95 on syn
 import argparse, os, tempfile, time
 from pathlib import Path
 import torch
-from attnprune_nb.models import train_organism
+from attnprune_nb.organisms import train_organism
 from attnprune_nb.classify import classify
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -3,7 +3,8 @@ import numpy as np
 import pytest
 import torch
 from attnprune_nb.data import load_task, sample_split
-from attnprune_nb.models import train_organism, pad_batch, encode_prompts
+from attnprune_nb.organisms import train_organism
+from attnprune_nb.prompts import pad_batch, encode_prompts
 from attnprune_nb.classify import classify
 from attnprune_nb.attribution import attribute
 from attnprune_nb.faithfulness import faithfulness, relative_to_random
