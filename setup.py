@@ -24,6 +24,8 @@ if cfg.get('pip_requirements'): requirements += shlex.split(cfg.get('pip_require
 min_python = cfg['min_python']
 lic = licenses.get(cfg['license'].lower(), (cfg['license'], None))
 dev_requirements = shlex.split(cfg.get('dev_requirements', ''))
+llms_requirements = shlex.split(cfg.get('llms_requirements', ''))
+ray_requirements = shlex.split(cfg.get('ray_requirements', ''))
 
 setuptools.setup(
     name = cfg['lib_name'],
@@ -37,7 +39,8 @@ setuptools.setup(
     packages = setuptools.find_packages(include=['attnprune_nb', 'attnprune_nb.*']),
     include_package_data = True,
     install_requires = requirements,
-    extras_require={ 'dev': dev_requirements },
+    extras_require={'llms': llms_requirements, 'ray': ray_requirements,
+                    'dev': dev_requirements + llms_requirements + ray_requirements},
     dependency_links = cfg.get('dep_links','').split(),
     python_requires  = '>=' + cfg['min_python'],
     long_description = open('README.md', encoding='utf-8').read(),
