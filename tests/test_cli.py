@@ -7,14 +7,43 @@ CAL = {"ece", "ece_equal_mass", "smooth_ece", "mce", "brier", "nll", "aurc"}
 FAITH = {"comprehensiveness", "sufficiency", "comprehensiveness_aopc", "sufficiency_aopc", "decision_flip_fraction"}
 
 
+COMMANDS = ("run", "organism", "importance", "evaluate", "models", "report", "docs")
+
+
 def test_help_lists_every_subcommand():
     out = attnprune("--help").stdout
-    for cmd in ("run", "organism", "importance", "evaluate", "report", "docs"):
-        assert cmd in out
+    for cmd in COMMANDS: assert f"  {cmd} " in out, out
+
+
+@pytest.mark.parametrize("cmd", COMMANDS)
+def test_help_of_each_command_shows_its_parameter_comments(cmd):
+    from attnprune_nb import cli
+    from fastcore.docments import docments
+    out = " ".join(attnprune(cmd, "--help").stdout.split())
+    for name, d in docments(cli.COMMANDS[cmd], full=True, returns=False).items():
+        assert f"--{name.replace('_', '-')}" in out, name
+        assert " ".join(d.docment.split()) in out, (name, d.docment)
+    for option in {"evaluate": ["--split", "--n", "--drop", "--strategy", "--methods", "--seed", "--shots", "--chat",
+                                "--device-map", "--json", "--text-column", "--label-column", "--labels"],
+                   "run": ["--config", "--out", "--shard", "--backend", "--address"]}.get(cmd, []):
+        assert option in out, option
+
+
+def test_models_lists_the_builtin_llms():
+    r = attnprune("models", check=False)
+    assert r.returncode == 0, r.stderr
+    for word in ("smollm2-135m", "gemma-3-270m", "qwen2.5-coder-0.5b", "arch", "layers", "params", "licence", "installed"):
+        assert word in r.stdout, word
+
+
+def test_ray_backend_is_lazy_and_named(tmp_path):
+    (tmp_path/"s.yaml").write_text("models: [{arch: gpt2}]\ntasks: [synthetic-topic]\n")
+    r = attnprune("run", "--config", tmp_path/"s.yaml", "--out", tmp_path/"o", "--backend", "slurm", check=False)
+    assert r.returncode == 2 and "--backend must be local or ray" in r.stderr
 
 
 @pytest.mark.parametrize("args,message", [
-    (["evaluate", "--model", "./missing-model", "--task", "synthetic-sentiment"], "Model folder not found"),
+    (["evaluate", "--model", "./missing-model", "--task", "synthetic-sentiment"], "not found: ./missing-model"),
     (["importance", "--model", "./missing-model", "--task", "synthetic-sentimnt"], "Unknown task 'synthetic-sentimnt'"),
     (["evaluate", "--model", "meta-llama/Llama-3.1-8B-Instruct", "--task", "synthetic-sentiment"], "attnprune organism"),
     (["organism", "--arch", "llama", "--task", "stanfordnlp/sst2", "--out", "/tmp/x"], "--task ../shared/data/sst2"),
@@ -48,7 +77,8 @@ def topic_organism(tmp_path_factory):
 
 def test_organism_folder_loads_with_auto_classes(topic_organism):
     from transformers import AutoModelForCausalLM, AutoTokenizer
-    model = AutoModelForCausalLM.from_pretrained(topic_organism); tok = AutoTokenizer.from_pretrained(topic_organism)
+    model = AutoModelForCausalLM.from_pretrained(topic_organism)
+    tok = AutoTokenizer.from_pretrained(topic_organism)
     assert model.config.model_type == "gpt2" and tok("a goal for the team").input_ids
 
 
@@ -58,8 +88,11 @@ def test_evaluate_json_contract(topic_organism):
     assert {"model", "task", "n", "strategy", "dropped", "accuracy", "macro_f1", "calibration", "faithfulness", "efficiency"} <= set(full)
     assert set(full["calibration"]) == CAL and full["n"] == 40 and full["dropped"] == []
     assert set(full["faithfulness"]) == {"integrated_gradients", "occlusion", "random"}
-    assert all(set(v) == FAITH for v in full["faithfulness"].values())
+    for v in full["faithfulness"].values():
+        assert set(v) - {"decision_flip_rate"} == FAITH
+        if "decision_flip_rate" in v: assert 0 <= v["decision_flip_rate"] <= 1
     assert set(full["efficiency"]) == {"params", "kv_cache_bytes", "prefill_seconds"} and "temperature" in full
+    assert full["fit_split"] in ("calibration", "validation") and full["split"] == "test"
     pruned = json.loads(attnprune("evaluate", "--model", topic_organism, "--task", "synthetic-topic", "--n", 40, "--json",
                                   "--drop", 3, "--strategy", "last").stdout)
     assert pruned["dropped"] == [3, 4, 5] and pruned["strategy"] == "last"

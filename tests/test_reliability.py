@@ -6,7 +6,9 @@ from attnprune_nb.data import load_task, sample_split
 from attnprune_nb.organisms import train_organism
 from attnprune_nb.prompts import pad_batch, encode_prompts
 from attnprune_nb.classify import classify
-from attnprune_nb.attribution import attribute
+from dataclasses import replace
+from attnprune_nb.attribution import attribute, METHODS
+from attnprune_nb.organisms import random_model
 from attnprune_nb.faithfulness import faithfulness, relative_to_random
 from attnprune_nb.prune import attention_dropped, layers_to_drop
 
@@ -56,3 +58,46 @@ def test_pruned_forward_restores_and_ig_beats_random(sentiment):
     import pandas as pd
     rel = relative_to_random(pd.concat(frames))
     assert rel[rel.metric == "comprehensiveness_aopc"].minus_random.item() > 0
+
+
+def test_random_control_is_seeded_per_example(sentiment):
+    task, model, tok, ex = sentiment
+    texts = ex.text[:12].tolist()
+    a = attribute(model, tok, task, texts, "random")
+    other = texts[6:][::-1] + texts[:3]  # another order, another set of companions
+    b = attribute(model, tok, task, other, "random")
+    for j, t in enumerate(other):
+        np.testing.assert_array_equal(b.scores[j], a.scores[texts.index(t)])
+    c = attribute(model, tok, task, texts, "random", seed=1)
+    assert not np.allclose(np.concatenate(a.scores), np.concatenate(c.scores))
+
+
+def test_attention_rule_moves_only_by_dropped_layers(sentiment):
+    task, model, tok, ex = sentiment
+    n = model.config.num_hidden_layers
+    for k in range(0, n):
+        layers = layers_to_drop(model, k, "last")
+        with attention_dropped(model, layers):
+            a = attribute(model, tok, task, ex.text[:4].tolist(), "attention")
+        assert a.info["layers"] == [l for l in range(n) if l not in layers], (k, layers, a.info["layers"])
+
+
+def test_decision_flip_rate_and_fraction_differ(sentiment):
+    task, model, tok, ex = sentiment
+    df = faithfulness(model, tok, task, attribute(model, tok, task, ex.text[:48].tolist(), "random"), soft=False, loo=False)
+    rate = df[df.metric == "decision_flip_rate"].set_index("example").value
+    frac = df[df.metric == "decision_flip_fraction"].set_index("example").value
+    assert set(rate.unique()) <= {0.0, 1.0}
+    assert (frac.isna() == (rate == 0)).all()  # NaN exactly for the examples that never flip
+    assert ((frac.dropna() > 0) & (frac.dropna() <= 1)).all()
+    assert 0 < rate.mean() <= 1
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_every_method_with_multi_token_label_words(method):
+    model, tok = random_model("llama")
+    task = replace(load_task("synthetic-sentiment"), label_words=["bad movie", "good film"])
+    texts = task.split("test").text[:3].tolist()
+    a = attribute(model, tok, task, texts, method, n_steps=8, n_samples=16)
+    assert [len(s) for s in a.scores] == [b - s0 for s0, b in a.enc.spans]
+    assert all(np.isfinite(s).all() for s in a.scores)
