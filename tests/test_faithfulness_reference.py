@@ -34,11 +34,11 @@ def two_shot(task):
 @torch.no_grad()
 def class_probs(model, seq, label_ids):
     "p(class | prompt) for one prompt: each label word's log-prob by one full forward, renormalised over classes."
-    lps = []
+    lps, seen = [], {}
     for lw in label_ids:
-        logits = model(torch.tensor([seq + lw[:-1]])).logits[0].double()
-        lp = torch.log_softmax(logits, -1)
-        lps.append(sum(lp[len(seq) - 1 + t, w].item() for t, w in enumerate(lw)))
+        full = tuple(seq + lw[:-1])
+        if full not in seen: seen[full] = torch.log_softmax(model(torch.tensor([full])).logits[0].double(), -1)
+        lps.append(sum(seen[full][len(seq) - 1 + t, w].item() for t, w in enumerate(lw)))
     lps = np.array(lps)
     return np.exp(lps - np.log(np.exp(lps).sum()))
 
