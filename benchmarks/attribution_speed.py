@@ -74,6 +74,7 @@ def captum_ig(model, tok, ids, span, target_ids, baseline_id, steps):
     llm = LLMGradientAttribution(LayerIntegratedGradients(model, model.get_input_embeddings()), tok)
     inp = TextTokenInput("x", tok, baselines=baseline_id)
     inp.inp_tensor = inp.itp_tensor = torch.tensor([ids])  # exactly our encoded prompt
+    inp.values, inp.n_itp_features = tok.convert_ids_to_tokens(ids), len(ids)
     a, b = span
     base = torch.tensor([ids[:a] + [baseline_id] * (b - a) + ids[b:]])
     res = llm.attribute(inp, target=torch.tensor(target_ids), n_steps=steps, baselines=base)

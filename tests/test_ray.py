@@ -51,7 +51,13 @@ def sweep(tmp_path_factory):
 @pytest.fixture(scope="module")
 def cluster():
     "A Ray instance with 2 CPUs in this process; drivers in subprocesses join it by address."
-    ray.init(num_cpus=2, include_dashboard=False, logging_level="warning")
+    for attempt in (1, 2):  # a busy machine can miss Ray's fixed 30 s start-up wait once
+        try:
+            ray.init(address="local", num_cpus=2, include_dashboard=False, logging_level="warning")
+            break
+        except Exception:
+            ray.shutdown()
+            if attempt == 2: raise
     yield ray.get_runtime_context().gcs_address
     ray.shutdown()
 
