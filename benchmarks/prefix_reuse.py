@@ -92,6 +92,7 @@ def main():
     for r in range(a.repeats):
         for side in (("full", "reuse") if r % 2 == 0 else ("reuse", "full")):
             runs[side].append(timed(model, tok, enc.input_ids, lids, enc.prefix_len if side == "reuse" else 0, budget))
+            print(f"  run {r + 1} {side}: {runs[side][-1][0]:.2f} s, peak RSS +{runs[side][-1][1]:.0f} MiB", flush=True)
     for side, rs in runs.items():
         secs = [s for s, _, _ in rs]
         acc = float(np.mean(rs[0][2][0].argmax(-1) == ex.label.to_numpy()))

@@ -1,7 +1,6 @@
 """The documentation site and README (development tools): the fallback build (no Quarto here) has every module
 page and every exported function; everything is written to temporary folders, nothing tracked."""
 import importlib, shutil, subprocess, sys, tempfile
-from pathlib import Path
 import pytest
 from conftest import ROOT
 
