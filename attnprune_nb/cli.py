@@ -73,7 +73,8 @@ def attnprune_run(config:str=None, # sweep YAML (default: the built-in study on 
 def _run_ray(settings, out, shard, address):
     "Hand the sweep to the Ray backend, imported only when asked for."
     try:
-        import ray  # noqa: F401
+        import ray
+        del ray  # only its presence is checked here
         from attnprune_nb.distributed import run_sweep_ray
     except ImportError as e:
         raise AttnPruneError(f'--backend ray needs Ray and attnprune_nb.distributed ({e}); install with: '

@@ -135,7 +135,8 @@ def faithfulness(model, tok, task, attr:Attributions, # model, tokenizer, task a
     reuse_loo = attr.method == "occlusion" and attr.info.get("removal") == removal
     items, where = _plan(attr, ks, removal, baseline_id, rank, loo and not reuse_loo)
     lp = score_perturbed(model, tok, items, label_ids, P, token_budget) if items else None
-    soft_lp = _score_soft(model, tok, attr, label_ids, seed, rank, P, token_budget) if soft and items else None
+    soft_lp = None
+    if soft and items: soft_lp = _score_soft(model, tok, attr, label_ids, seed, rank, P, token_budget)
     rows = []
     for i, s in enumerate(attr.scores):
         if len(s) == 0: continue
@@ -145,7 +146,8 @@ def faithfulness(model, tok, task, attr:Attributions, # model, tokenizer, task a
         if loo:
             eff = s if reuse_loo else base[i, y[i]] - lp[[where[i, "loo", j] for j in range(len(s))], y[i]]
             ok = len(s) > 1 and np.ptp(s) > 0 and np.ptp(eff) > 0
-            m["loo_kendall_tau"] = kendalltau(s, eff).statistic if ok else np.nan
+            tied = np.round(s, 6), np.round(eff, 6)  # 1e-6 apart = tied
+            m["loo_kendall_tau"] = kendalltau(*tied).statistic if ok else np.nan
         for metric, v in m.items():
             if not isinstance(v, dict): v = {k_default if metric.startswith("normalised") else np.nan: v}
             rows += [(i, attr.method, metric, k, float(x)) for k, x in v.items()]

@@ -11,7 +11,6 @@ __all__ = ['special_prefix_ids', 'model_max_length', 'prompt_parts', 'EncodedPro
            'label_token_ids', 'tokenizer_coverage']
 
 # %% ../nbs/02a_prompts.ipynb #04f6ec65
-import numpy as np
 import torch
 from .core import AttnPruneError
 from .data import Task, sample_split

@@ -11,7 +11,6 @@ from pathlib import Path
 __all__ = ['RESULT_COLUMNS', 'cell_rows', 'collect_results', 'load_cells', 'misalignment_table']
 
 # %% ../nbs/08a_results.ipynb #ce414b2a
-import numpy as np
 import pandas as pd
 from .core import AttnPruneError, atomic_write_text
 
