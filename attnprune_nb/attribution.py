@@ -299,7 +299,14 @@ def score_perturbed(model, tok, # model and tokenizer
                     prefix_len:int=0, # length of the prefix all items share (run once, cached)
                     token_budget:int|None=None # tokens per forward pass; None: `default_token_budget`
                    )->np.ndarray: # (n, classes) class log-probs
-    "Class log-probabilities of perturbed prompts, in shared token-budgeted batches."
+    "Class log-probabilities of perturbed prompts, in shared token-budgeted batches (each distinct one once)."
+    keys = [(tuple(i), tuple(sorted(z))) for i, z in items]
+    first = {k: j for j, k in reversed(list(enumerate(keys)))}
+    if len(first) < len(items):  # identical perturbations (e.g. a repeated word deleted) get identical scores
+        uniq = sorted(set(first.values()))
+        lp = score_perturbed(model, tok, [items[j] for j in uniq], label_ids, prefix_len, token_budget)
+        row = {j: r for r, j in enumerate(uniq)}
+        return lp[[row[first[k]] for k in keys]]
     seqs = [list(i) for i, _ in items]
     prefix_len = min([prefix_len] + [len(s) - 1 for s in seqs])  # at least one token after the prefix
     if not any(z for _, z in items):
