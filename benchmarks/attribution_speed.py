@@ -14,11 +14,11 @@ Ends with exactly `ig_speedup=<ratio> ig_agreement=<mean Spearman over text toke
 
 Usage: python benchmarks/attribution_speed.py [--n 8 --steps 32 --chunk 4 --model smollm2-135m --shots 2]
 """
-import argparse, os, threading, time
+import argparse, os, time
 from dataclasses import replace
 from pathlib import Path
 import numpy as np
-import psutil
+from peak_memory import PeakRSS
 import torch
 from scipy.stats import spearmanr
 from captum.attr import LayerIntegratedGradients, LLMGradientAttribution, TextTokenInput
@@ -27,24 +27,6 @@ from attnprune_nb.prompts import encode_prompts, label_token_ids
 from attnprune_nb.attribution import attribute
 
 SST2 = Path(__file__).resolve().parents[1].parent/"shared"/"data"/"sst2"
-
-
-class PeakRSS:
-    "Peak resident memory above the level at entry, sampled every 10 ms in a thread."
-    def __enter__(self):
-        self.proc, self.stop = psutil.Process(), threading.Event()
-        self.base = self.peak = self.proc.memory_info().rss
-        def _watch():
-            while not self.stop.wait(0.01): self.peak = max(self.peak, self.proc.memory_info().rss)
-        self.thread = threading.Thread(target=_watch, daemon=True)
-        self.thread.start()
-        return self
-    def __exit__(self, *exc):
-        self.stop.set()
-        self.thread.join()
-        self.peak = max(self.peak, self.proc.memory_info().rss)
-    @property
-    def mib(self): return (self.peak - self.base) / 2 ** 20
 
 
 def load_workload(model_name, shots, seed=0):

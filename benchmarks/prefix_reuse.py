@@ -15,33 +15,13 @@ class log-probabilities and label-word masses>`.
 
 Usage: python benchmarks/prefix_reuse.py [--n 64 --shots 2 --repeats 3 --model smollm2-135m]
 """
-import argparse, threading, time
+import argparse, time
 import numpy as np
-import psutil
+from peak_memory import PeakRSS
 import torch
 from attnprune_nb.data import load_task, sample_split
 from attnprune_nb.prompts import encode_prompts, label_token_ids, model_max_length
 from attnprune_nb.classify import class_log_probs, default_token_budget
-
-
-class PeakRSS:
-    "Peak resident memory above the level at entry, sampled every 10 ms in a thread."
-    def __enter__(self):
-        self.proc, self.stop = psutil.Process(), threading.Event()
-        self.base = self.peak = self.proc.memory_info().rss
-        def _watch():
-            while not self.stop.wait(0.01): self.peak = max(self.peak, self.proc.memory_info().rss)
-        self.thread = threading.Thread(target=_watch, daemon=True)
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc):
-        self.stop.set()
-        self.thread.join()
-        self.peak = max(self.peak, self.proc.memory_info().rss)
-
-    @property
-    def mib(self): return (self.peak - self.base) / 2 ** 20
 
 
 def load(name):
