@@ -159,7 +159,7 @@ def subset_prompts(enc, # EncodedPrompts
     def pick(v): return [v[i] for i in pos] if isinstance(v, list) and len(v) == len(enc) else v
     return dataclasses.replace(enc, **{f.name: pick(getattr(enc, f.name)) for f in dataclasses.fields(enc)})
 
-# %% ../nbs/08_experiment.ipynb #81a550ec
+# %% ../nbs/08_experiment.ipynb #899f5340
 def cell_faithfulness(model, tok, task:Task, # model, tokenizer and task
                       enc, # the scored prompts (EncodedPrompts)
                       log_probs:np.ndarray, # their class log-probs
@@ -172,6 +172,7 @@ def cell_faithfulness(model, tok, task:Task, # model, tokenizer and task
                       token_budget:int|None=None, # padded tokens per forward pass (None: the device default)
                       chat:bool=False, # the prompts are chat turns (passed on where supported)
                       progress:bool=False, # show progress bars
+                      flips:bool=True, # score the decision-flip curves
                       **attr_opts # passed to `attribute` (n_steps, ...)
                      )->tuple: # (method -> summary, per-example AOPC rows, first example's scores, positions)
     "Attribute a stratified subsample with each method and judge the attributions' faithfulness."
@@ -179,19 +180,20 @@ def cell_faithfulness(model, tok, task:Task, # model, tokenizer and task
     pos = sample_split(frame, n, seed).idx.tolist() if len(labels) else []
     sub, lp = subset_prompts(enc, pos), log_probs[pos]
     summary, rows, scores = {}, [], {}
+    def _attr(m): return attribute(model, tok, task, sub, m, removal=removal, seed=seed, base_log_probs=lp,
+        token_budget=token_budget, progress=progress, **_accepted(attribute, chat=chat), **attr_opts)
+    loo = _attr("occlusion") if methods else None  # LOO effects: one measurement serves every method
     for m in methods:
-        a = attribute(model, tok, task, sub, m, removal=removal, seed=seed, base_log_probs=lp,
-            token_budget=token_budget,
-                      progress=progress, **_accepted(attribute, chat=chat), **attr_opts)
+        a = loo if m == "occlusion" else _attr(m)
         scores[m] = a.scores[0].tolist() if len(a) else []
         df = faithfulness(model, tok, task, a, removal=removal, seed=seed, token_budget=token_budget,
-                          **_accepted(faithfulness, chat=chat))
+                          loo_effects=loo.scores, flips=flips, **_accepted(faithfulness, chat=chat))
         summary[m] = faithfulness_summary(df, k_default)
         rows += df[df.metric.isin(["comprehensiveness_aopc", "sufficiency_aopc"])][["example", "method",
             "metric", "value"]].values.tolist()
     return summary, rows, scores, pos
 
-# %% ../nbs/08_experiment.ipynb #57ad6848
+# %% ../nbs/08_experiment.ipynb #5cb85099
 def evaluate_cell(model, tok, task:Task, # a (possibly pruned) model, its tokenizer and the task
                   split:str|None=None, # split scored (None: test, else validation, else the first)
                   n:int|None=100, # examples drawn stratified from `split` (None: all)
@@ -207,6 +209,7 @@ def evaluate_cell(model, tok, task:Task, # a (possibly pruned) model, its tokeni
                   contextual:bool=False, # also report contextual calibration (content-free inputs)
                   chat:bool=False, # format prompts with the tokenizer's chat template
                   token_budget:int|None=None, # padded tokens per scoring batch (None: the device default)
+                  flips:bool=True, # score the decision-flip curves (`faithfulness`)
                   **attr_opts # passed to `attribute` (n_steps for IG, ...)
                  )->CellResult:
     "Evaluate one cell: accuracy, calibration (raw, temperature, contextual), faithfulness, efficiency."
@@ -222,7 +225,7 @@ def evaluate_cell(model, tok, task:Task, # a (possibly pruned) model, its tokeni
         chat, token_budget))
     faith, rows, scores, pos = cell_faithfulness(model, tok, task, enc, lp, y, methods, faithfulness_n,
         removal, seed,
-                                                 k_default, token_budget, chat, progress, **attr_opts)
+                                                 k_default, token_budget, chat, progress, flips, **attr_opts)
     first = enc.input_ids[pos[0]][enc.spans[pos[0]][0]:enc.spans[pos[0]][1]] if pos else []
     examples = dict(idx=ex.idx.tolist(), labels=y.tolist(), log_probs=lp.tolist(), example_scores=scores,
                     example_tokens=tok.convert_ids_to_tokens(first) if pos else [], faithfulness=rows,
@@ -238,7 +241,7 @@ def cell_efficiency(model # a (possibly pruned) causal LM
     return {k: e[k] for k in ("params", "attention_params_removed", "kv_cache_bytes", "prefill_seconds",
         "decode_tokens_per_second")}
 
-# %% ../nbs/08_experiment.ipynb #e218e1d1
+# %% ../nbs/08_experiment.ipynb #e8d0ed8d
 @dataclass
 class SweepSettings:
     "A validated sweep configuration, passed whole to the runner (build it with `validate_config`)."
@@ -258,6 +261,7 @@ class SweepSettings:
     calibration_n:int=200 # rows carved off train as the calibration split (0: none)
     importance_n:int=64 # importance sample size per seed
     ig_steps:int|None=None # integrated-gradients steps (None: the attribution default)
+    flip_curve:bool=True # score decision-flip curves (up to a pass per text token per method)
     batch_size:int=16 # unused (batches are sized by `token_budget`); kept for old configs
     token_budget:int|None=None # padded tokens per forward pass (None: the device default; no result changes)
     task_options:dict=field(default_factory=dict) # load_task options: template, label_words, columns, labels
@@ -274,20 +278,22 @@ class SweepSettings:
         "The settings as a plain dict (what `config.json` holds)."
         return dataclasses.asdict(self)
 
-# %% ../nbs/08_experiment.ipynb #6401794d
+# %% ../nbs/08_experiment.ipynb #26552229
 DEFAULT_STUDY = dict(
     models=["smollm2-135m", "gemma-3-270m"], tasks=["sst2"], split="validation", n=32,
-    strategies=["similarity", "last"], k=[0, 1/6, 1/3, 1/2],
+    strategies=["similarity", "last"], k=[0, 1/4, 1/2],
     methods=["integrated_gradients", "occlusion", "random"], seeds=[0], removal="delete",
-    shots=2, demo_seed=0, contextual=True, n_calib=64, importance_n=32, ig_steps=16, out="runs/default")
+    shots=2, demo_seed=0, contextual=True, n_calib=32, importance_n=32, ig_steps=8, flip_curve=False,
+    out="runs/default")
 
-# %% ../nbs/08_experiment.ipynb #63764c9b
+# %% ../nbs/08_experiment.ipynb #5c2f9340
 OPT_INT, OPT_STR = (int, type(None)), (str, type(None))
 CONFIG_TYPES = {"models": list, "tasks": list, "split": (str, dict, type(None)), "n": OPT_INT,
     "strategies": list,
                 "k": list, "methods": list, "faithfulness_n": OPT_INT, "faithfulness": list, "seeds": list,
                 "removal": str, "out": str, "n_calib": int, "calibration_n": int, "importance_n": int,
-                "ig_steps": OPT_INT, "batch_size": int, "token_budget": OPT_INT, "task_options": dict,
+                "ig_steps": OPT_INT, "flip_curve": bool, "batch_size": int, "token_budget": OPT_INT,
+                "task_options": dict,
                 "shots": int, "demo_seed": int, "chat": bool, "contextual": bool, "efficiency": bool,
                 "device_map": OPT_STR, "backend": str, "resources": dict}
 
@@ -307,16 +313,17 @@ def check_model_spec(spec, # one entry of `models`
         raise AttnPruneError(f"Config key 'models[{i}]' must be a model name, file, folder, hub id or "
             f"organism spec, got {spec!r}.")
 
-# %% ../nbs/08_experiment.ipynb #5c56e5da
+# %% ../nbs/08_experiment.ipynb #6cd2e04f
 def check_faithfulness_rules(rules:list # the `faithfulness` overrides
                             ):
-    "Check each override is {models: [...], tasks: [...], methods: [...], n: int|null}."
+    "Check each override is {models, tasks, strategies?: [...], methods: [...], n: int|null}."
     for i, r in enumerate(rules):
-        if not isinstance(r, dict) or set(r) - {"models", "tasks", "methods", "n"}:
+        if not isinstance(r, dict) or set(r) - {"models", "tasks", "strategies", "methods", "n"}:
             raise AttnPruneError(f"Config key 'faithfulness[{i}]': give a mapping with models, tasks, "
-                f"methods and n, got {r!r}.")
-        if not all(isinstance(r.get(k, []), list) for k in ("models", "tasks", "methods")):
-            raise AttnPruneError(f"Config key 'faithfulness[{i}]': models, tasks and methods are lists.")
+                f"strategies, methods and n, got {r!r}.")
+        if not all(isinstance(r.get(k, []), list) for k in ("models", "tasks", "strategies", "methods")):
+            raise AttnPruneError(f"Config key 'faithfulness[{i}]': models, tasks, strategies and methods are "
+                "lists.")
         bad = [m for m in r.get("methods", []) if m not in METHODS]
         if bad:
             raise AttnPruneError(f"Config key 'faithfulness[{i}].methods': unknown {bad}; choose from "
@@ -527,20 +534,22 @@ def model_label(spec, # a `models` entry
     if isinstance(spec, dict): return spec.get("name") or f"organism-{spec['arch']}"
     return Path(spec).name if Path(spec).exists() else spec
 
-# %% ../nbs/08_experiment.ipynb #4ca5ff9b
+# %% ../nbs/08_experiment.ipynb #ce2e9353
 def cell_methods(settings:SweepSettings, # the sweep
                  spec, # the cell's `models` entry
-                 task:str # the cell's task
+                 task:str, # the cell's task
+                 strategy:str|None=None # the cell's strategy (rules that name strategies keep "none" too)
                 )->tuple: # (methods, faithfulness_n)
     "The attribution methods and faithfulness n of a cell: the first matching override, else the sweep's."
     names = {json.dumps(spec, sort_keys=True) if isinstance(spec, dict) else spec, model_label(spec)}
     for r in settings.faithfulness:
         model_ok = not r.get("models") or bool(names & set(map(str, r["models"])))
-        if model_ok and (not r.get("tasks") or task in r["tasks"]):
+        strategy_ok = not r.get("strategies") or strategy in ("none", None, *r["strategies"])
+        if model_ok and strategy_ok and (not r.get("tasks") or task in r["tasks"]):
             return list(r.get("methods", settings.methods)), r.get("n", settings.faithfulness_n)
     return list(settings.methods), settings.faithfulness_n
 
-# %% ../nbs/08_experiment.ipynb #8dc1799d
+# %% ../nbs/08_experiment.ipynb #89d1d57e
 CELL_VERSION = 2  # bump when evaluation changes results
 
 def cell_identity(settings:SweepSettings, # the sweep
@@ -550,7 +559,7 @@ def cell_identity(settings:SweepSettings, # the sweep
                   split:str # the scored split
                  )->dict:
     "Every setting that changes a cell's result (its id hashes this)."
-    methods, faith_n = cell_methods(settings, cell["spec"], cell["task"])
+    methods, faith_n = cell_methods(settings, cell["spec"], cell["task"], cell["strategy"])
     s = settings
     ident = dict(version=CELL_VERSION, model=model_hash, task=task_fingerprint, split=split,
         seed=cell["seed"],
@@ -559,16 +568,17 @@ def cell_identity(settings:SweepSettings, # the sweep
                  task_options=s.task_options, shots=s.shots, demo_seed=s.demo_seed, chat=s.chat,
                  contextual=s.contextual, efficiency=s.efficiency, device_map=s.device_map)
     if cell["strategy"].startswith("similarity"): ident["importance_n"] = s.importance_n
+    if not s.flip_curve: ident["flip_curve"] = False  # absent when on: ids of older runs stay valid
     return ident
 
-# %% ../nbs/08_experiment.ipynb #2aa71f27
+# %% ../nbs/08_experiment.ipynb #28508343
 def expand_cells(settings:SweepSettings, # the sweep
                  notes:list|None=None # collects a note per duplicate cell dropped after k rounding
                 )->list:
-    "Every cell of a sweep in a fixed order, with its id; k resolved where the layer count is known."
+    "Every cell of a sweep, task by task, with its id; k resolved where the layer count is known."
     cells = []
-    for spec in settings.models:
-        for name in settings.tasks:
+    for name in settings.tasks:  # task-major: a resumed or interrupted run has every model on the first tasks
+        for spec in settings.models:
             if isinstance(spec, dict) and spec.get("task") not in (None, name): continue
             base = sweep_task(settings, name)
             task, layers = prompt_task(settings, base), model_layers(spec, base)
@@ -692,7 +702,7 @@ def _importance_for(model, tok, settings, task, split, cell, n_layers):
     return imp_task, imp.assign(model=cell["model"], task=cell["task"], seed=cell["seed"], sample_split=pool,
                                 sample_ids=" ".join(map(str, rows)))
 
-# %% ../nbs/08_experiment.ipynb #3a80db95
+# %% ../nbs/08_experiment.ipynb #597e2486
 def run_group(settings:SweepSettings, # the sweep
               cells:list, # cells of one (model, task, seed) group (`group_cells`)
               progress:bool=False # show progress bars inside each cell
@@ -713,7 +723,7 @@ def run_group(settings:SweepSettings, # the sweep
             layers = [] if c["strategy"] == "none" else layers_to_drop(
                 model, k, c["strategy"], tok, imp_task, importance=one_shot, seed=c["seed"],
                 n=settings.importance_n)
-            methods, faith_n = cell_methods(settings, c["spec"], c["task"])
+            methods, faith_n = cell_methods(settings, c["spec"], c["task"], c["strategy"])
             ig = settings.ig_steps and "integrated_gradients" in methods
             opts = {"n_steps": settings.ig_steps} if ig else {}
             with attention_dropped(model, layers):
@@ -721,7 +731,8 @@ def run_group(settings:SweepSettings, # the sweep
                                     settings.n_calib, efficiency=settings.efficiency,
                                     batch_size=settings.batch_size, progress=progress, faithfulness_n=faith_n,
                                     contextual=settings.contextual, chat=settings.chat,
-                                    token_budget=settings.token_budget, **opts)
+                                    token_budget=settings.token_budget,
+                                    flips=settings.flip_curve, **opts)
             res = dataclasses.replace(res, model=c["model"], strategy=c["strategy"], k=k,
                 seconds=time.perf_counter() - t0)
             yield cell_record(dict(c, k=k), res, imp if c["strategy"].startswith("similarity") else None)

@@ -6,8 +6,8 @@
 from __future__ import annotations
 
 # %% auto #0
-__all__ = ['K_PERCENTS', 'rationale_size', 'token_order', 'soft_masks', 'example_metrics', 'faithfulness',
-           'summarise_faithfulness', 'relative_to_random']
+__all__ = ['K_PERCENTS', 'rationale_size', 'token_order', 'scored', 'flip_curve', 'soft_masks', 'example_metrics',
+           'check_loo_effects', 'faithfulness', 'summarise_faithfulness', 'relative_to_random']
 
 # %% ../nbs/06_faithfulness.ipynb #d72a471b
 import numpy as np
@@ -37,9 +37,9 @@ def token_order(scores, # per-token scores of one example
     elif rank != "signed": raise AttnPruneError(f"Unknown rank {rank!r}: use 'signed' or 'abs'.")
     return np.argsort(-s, kind="stable")
 
-# %% ../nbs/06_faithfulness.ipynb #99c3521f
+# %% ../nbs/06_faithfulness.ipynb #b9aec0c7
 def _plan(attr:Attributions, ks, removal, baseline_id, rank, need_loo):
-    "All hard perturbations of all examples: (items, index) where index maps (example, kind, k) to item rows."
+    "The hard perturbations of all examples but the flip curve: (items, index) where index maps (example, kind, k) to item rows."
     items, where = [], {}
     def _add(key, mask, i):
         where[key] = len(items)
@@ -52,10 +52,48 @@ def _plan(attr:Attributions, ks, removal, baseline_id, rank, need_loo):
             top[order[:rationale_size(L, k)]] = True
             _add((i, "comp", k), top, i)
             _add((i, "suff", k), ~top, i)
-        for j in range(1, L + 1): _add((i, "flip", j), np.isin(np.arange(L), order[:j]), i)
         if need_loo:
             for j in range(L): _add((i, "loo", j), np.arange(L) == j, i)
     return items, where
+
+# %% ../nbs/06_faithfulness.ipynb #6e02b01e
+def scored(model, tok, items:list, # model, tokenizer and `perturb` outputs
+           memo:dict, # key -> class log-probs of perturbations already scored (updated in place)
+           label_ids:list, # per class, label-word token ids
+           prefix_len:int=0, # length of the prefix all items share
+           token_budget:int|None=None # tokens per forward pass
+          )->np.ndarray: # (len(items), classes) class log-probs
+    "`score_perturbed`, skipping perturbations already in `memo` (so one call's perturbations are scored once)."
+    keys = [(tuple(i), tuple(sorted(z))) for i, z in items]
+    new = {k: it for k, it in zip(keys, items) if k not in memo}
+    if new:
+        lp = score_perturbed(model, tok, list(new.values()), label_ids, prefix_len, token_budget)
+        memo.update(zip(new, lp))
+    return np.array([memo[k] for k in keys]).reshape(len(items), -1)
+
+# %% ../nbs/06_faithfulness.ipynb #4c028f5a
+def flip_curve(model, tok, attr:Attributions, # model, tokenizer and the attributions
+               label_ids:list, # per class, label-word token ids
+               removal:str, baseline_id:int, rank:str, # how tokens are removed and ranked
+               prefix_len:int, token_budget:int|None, # batching (as `score_perturbed`)
+               memo:dict, # shared with `scored`
+               rounds:int=4 # the curve is scored in this many slices; later slices only until a flip
+              )->list: # per example, {j: class log-probs with the top j tokens removed}, up to the first flip
+    "The decision-flip curve of every example, scored slice by slice and stopped at each example's first flip."
+    curves, todo = [dict() for _ in attr.scores], {i for i, s in enumerate(attr.scores) if len(s)}
+    orders, start = [token_order(s, rank) for s in attr.scores], 1
+    step = {i: max(1, -(-len(attr.scores[i]) // rounds)) for i in todo}
+    while todo:
+        owners = [(i, j) for i in sorted(todo) for j in range(start * step[i] - step[i] + 1,
+                  min(len(attr.scores[i]), start * step[i]) + 1)]
+        items = [perturb(attr.enc.input_ids[i], attr.enc.spans[i],
+                 np.isin(np.arange(len(attr.scores[i])), orders[i][:j]), removal, baseline_id) for i, j in owners]
+        for (i, j), row in zip(owners, scored(model, tok, items, memo, label_ids, prefix_len, token_budget)):
+            curves[i][j] = row
+        done = {i for i in todo if start * step[i] >= len(attr.scores[i])
+                or any(v.argmax() != attr.targets[i] for v in curves[i].values())}
+        todo, start = todo - done, start + 1
+    return curves
 
 # %% ../nbs/06_faithfulness.ipynb #1cb68219
 def soft_masks(scores, # per-token scores of one example
@@ -85,9 +123,9 @@ def _score_soft(model, tok, attr, label_ids, seed, rank, prefix_len, token_budge
             keeps[which].append(k)
     return tuple(score_masked(model, tok, ids, k, label_ids, prefix_len, token_budget) for k in keeps)
 
-# %% ../nbs/06_faithfulness.ipynb #936b57ae
+# %% ../nbs/06_faithfulness.ipynb #41331a70
 def example_metrics(p:float, # p(y|x): probability of the predicted class on the full prompt
-                    probs:dict, # (kind, k) -> class probabilities of that perturbation (kinds of `_plan`)
+                    probs:dict, # (kind, k) -> class probabilities (`_plan`; flip points up to the first flip)
                     y:int, # the predicted class
                     L:int, # text tokens
                     ks, # rationale sizes (%)
@@ -101,17 +139,27 @@ def example_metrics(p:float, # p(y|x): probability of the predicted class on the
     def _nc(q): return np.clip(max(0., p - q) / denom, 0, 1) if denom > 0 else np.nan
     comp = {k: p - probs["comp", k][y] for k in ks}
     suff = {k: p - probs["suff", k][y] for k in ks}
-    flips = [j for j in range(1, L + 1) if probs["flip", j].argmax() != y]
+    flips = [j for j in range(1, L + 1) if ("flip", j) in probs and probs["flip", j].argmax() != y]
     out = dict(comprehensiveness=comp, sufficiency=suff, comprehensiveness_aopc=np.mean(list(comp.values())),
                sufficiency_aopc=np.mean(list(suff.values())),
                normalised_sufficiency=_ns(probs["suff", k_default][y]),
                normalised_comprehensiveness=_nc(probs["comp", k_default][y]),
-               decision_flip_rate=float(bool(flips)),
+               decision_flip_rate=float(bool(flips)) if ("flip", L) in probs or flips else np.nan,
                decision_flip_fraction=flips[0] / L if flips else np.nan)
     if soft is not None: out.update(soft_sufficiency=_ns(soft[0]), soft_comprehensiveness=_nc(soft[1]))
     return out
 
-# %% ../nbs/06_faithfulness.ipynb #a9ff93ea
+# %% ../nbs/06_faithfulness.ipynb #33c3db82
+def check_loo_effects(attr:Attributions, # the attributions to judge
+                      effects:list # per example, one leave-one-out effect per text token
+                     )->list:
+    "The LOO effects, if they fit the attributions' examples (else an error naming the fix)."
+    if [len(e) for e in effects] != [len(s) for s in attr.scores]:
+        raise AttnPruneError("loo_effects must give one effect per text token of each attributed example: pass "
+            "the scores of `attribute(..., 'occlusion')` on the same prompts with the same removal.")
+    return [np.asarray(e, float) for e in effects]
+
+# %% ../nbs/06_faithfulness.ipynb #7c6c59c1
 def faithfulness(model, tok, task, attr:Attributions, # model, tokenizer, task and the attributions to judge
                  ks=K_PERCENTS, # rationale sizes in percent of the text tokens
                  k_default:float=20, # k for the normalised metrics
@@ -119,6 +167,8 @@ def faithfulness(model, tok, task, attr:Attributions, # model, tokenizer, task a
                  rank:str|None=None, # "signed" or "abs" (default: signed)
                  soft:bool=True, # compute the soft variants
                  loo:bool=True, # compute Kendall tau with leave-one-out effects
+                 loo_effects:list|None=None, # per example, LOO effects already measured (occlusion's scores)
+                 flips:bool=True, # score the decision-flip curve (up to a pass per text token: the costliest part)
                  seed:int=0, # seed of the soft masks (combined with each example's key)
                  token_budget:int|None=None, # tokens per forward pass; None: `default_token_budget(model)`
                  prefix_reuse:bool=True, # run the shared prompt prefix once and reuse its cache
@@ -132,19 +182,24 @@ def faithfulness(model, tok, task, attr:Attributions, # model, tokenizer, task a
     if k_default not in ks: raise AttnPruneError(f"k_default={k_default} must be one of ks={tuple(ks)}.")
     label_ids, baseline_id = label_token_ids(tok, task, chat), attr.info.get("baseline_id", tok.pad_token_id)
     base, y, P = attr.info["base_log_probs"], attr.targets, shared_prefix_len(attr.enc) if prefix_reuse else 0
-    reuse_loo = attr.method == "occlusion" and attr.info.get("removal") == removal
-    items, where = _plan(attr, ks, removal, baseline_id, rank, loo and not reuse_loo)
-    lp = score_perturbed(model, tok, items, label_ids, P, token_budget) if items else None
+    effects = attr.scores if attr.method == "occlusion" and attr.info.get("removal") == removal else None
+    effects = check_loo_effects(attr, loo_effects) if loo_effects is not None else effects
+    items, where, memo = *_plan(attr, ks, removal, baseline_id, rank, loo and effects is None), {}
+    lp = scored(model, tok, items, memo, label_ids, P, token_budget) if items else None
+    curves = [{} for _ in attr.scores]
+    if flips: curves = flip_curve(model, tok, attr, label_ids, removal, baseline_id, rank, P, token_budget, memo)
     soft_lp = None
     if soft and items: soft_lp = _score_soft(model, tok, attr, label_ids, seed, rank, P, token_budget)
     rows = []
     for i, s in enumerate(attr.scores):
         if len(s) == 0: continue
         probs = {key[1:]: np.exp(lp[r]) for key, r in where.items() if key[0] == i}
+        probs.update({("flip", j): np.exp(v) for j, v in curves[i].items()})
         sp = (np.exp(soft_lp[0][i, y[i]]), np.exp(soft_lp[1][i, y[i]])) if soft_lp is not None else None
         m = example_metrics(np.exp(base[i, y[i]]), probs, y[i], len(s), ks, k_default, sp)
         if loo:
-            eff = s if reuse_loo else base[i, y[i]] - lp[[where[i, "loo", j] for j in range(len(s))], y[i]]
+            eff = effects[i] if effects is not None else base[i, y[i]] - lp[[where[i, "loo", j]
+                for j in range(len(s))], y[i]]
             ok = len(s) > 1 and np.ptp(s) > 0 and np.ptp(eff) > 0
             tied = np.round(s, 6), np.round(eff, 6)  # 1e-6 apart = tied
             m["loo_kendall_tau"] = kendalltau(*tied).statistic if ok else np.nan
