@@ -11,7 +11,7 @@ Usage: python benchmarks/llm_evidence.py [--models smollm2-135m,gemma-3-270m,qwe
            [--shots 2] [--seed 0]
            [--threads 1] [--out nbs/study/llm_evidence.csv]
 """
-import argparse, copy, gc, time, warnings
+import argparse, gc, time, warnings
 from pathlib import Path
 import numpy as np
 import pandas as pd
@@ -34,88 +34,10 @@ def eval_split(task)->str:
     return "validation" if "validation" in task.splits else "test"
 
 
-def shots_fallback(task, k:int, seed:int):
-    "k train demonstrations in the prompt prefix, classes round robin, seeded (until `Task.with_shots` exists)."
-    tr, rng = task.split("train").reset_index(drop=True), np.random.default_rng(seed)
-    pools = {c: list(rng.permutation(np.flatnonzero(tr.label.to_numpy() == c))) for c in range(task.n_classes)}
-    classes = list(rng.permutation(task.n_classes))
-    demos = [(tr.text[pools[c].pop()], int(c)) for c in (classes[i % len(classes)] for i in range(k))]
-    prefix = "".join(task.prompt(t) + " " + task.label_words[y] + "\n\n" for t, y in demos)
-    shown = load_task(task.source, template=prefix + task.template, name=task.name)
-    shown.demonstrations = demos
-    return shown
-
-
-CONTRACT = None  # whether `Task.with_shots` is used; decided once per run so that every row draws alike
-
-
-def with_shots(task, k:int, seed:int):
-    "The task with k demonstrations: the data contract's `Task.with_shots` when there, else the fallback above."
-    global CONTRACT
-    if CONTRACT is None: CONTRACT = hasattr(task, "with_shots")
-    if k == 0: return task
-    return task.with_shots(k, seed) if CONTRACT else shots_fallback(task, k, seed)
-
-
-def encode(tok, task, texts, max_length):
-    try: return encode_prompts(tok, task, texts, max_length=max_length, chat=False)
-    except TypeError: return encode_prompts(tok, task, texts, max_length=max_length)
-
-
-def common_prefix(seqs)->int:
-    "Length of the token prefix all `seqs` share, leaving at least one token of each."
-    n = min(len(s) for s in seqs) - 1
-    for i in range(n):
-        if any(s[i] != seqs[0][i] for s in seqs): return i
-    return max(n, 0)
-
-
-@torch.no_grad()
-def prefix_scores(model, seqs, label_ids, token_budget:int=2048):
-    "Class log-probs and label mass of token sequences, the shared prefix's KV computed once (fallback scorer)."
-    dev, P = next(model.parameters()).device, common_prefix(seqs)
-    base = model(input_ids=torch.tensor([seqs[0][:P]], device=dev), use_cache=True).past_key_values if P else None
-    multi = [c for c, l in enumerate(label_ids) if len(l) > 1]
-    items = [(i, [c for c in range(len(label_ids)) if c not in multi], s[P:]) for i, s in enumerate(seqs)]
-    items += [(i, [c], s[P:] + label_ids[c][:-1]) for i, s in enumerate(seqs) for c in multi]
-    items = [it for it in items if it[1]]
-    order, word_lp = sorted(range(len(items)), key=lambda j: len(items[j][2])), np.zeros((len(seqs), len(label_ids)))
-    while order:
-        L = len(items[order[0]][2])
-        take = [j for j in order[:max(1, token_budget // max(L + P // 4, 1))]]
-        order = order[len(take):]
-        L = max(len(items[j][2]) for j in take)
-        ids = torch.zeros((len(take), L), dtype=torch.long)
-        mask = torch.zeros((len(take), P + L), dtype=torch.long)
-        mask[:, :P] = 1
-        for r, j in enumerate(take):
-            s = items[j][2]
-            ids[r, L - len(s):] = torch.tensor(s)
-            mask[r, P + L - len(s):] = 1
-        pos = (mask.cumsum(-1) - 1).clamp(min=0)[:, P:]
-        cache = None
-        if base is not None:
-            cache = copy.deepcopy(base)
-            cache.batch_repeat_interleave(len(take))
-        keep = max(len(label_ids[c]) for j in take for c in items[j][1])
-        logits = model(input_ids=ids.to(dev), attention_mask=mask.to(dev), position_ids=pos.to(dev),
-                       past_key_values=cache, use_cache=cache is not None, logits_to_keep=keep).logits
-        lp = torch.log_softmax(logits.float(), -1).cpu()
-        for r, j in enumerate(take):
-            i, cs, _ = items[j]
-            for c in cs:
-                m = len(label_ids[c])
-                word_lp[i, c] = sum(float(lp[r, keep - m + t, label_ids[c][t]]) for t in range(m))
-    total = np.logaddexp.reduce(word_lp, axis=1, keepdims=True)
-    return word_lp - total, np.exp(total[:, 0])
-
-
 def class_probs(model, tok, task, texts):
-    "(class probabilities (n, C), label mass (n,)) with the contract scorer when there, else `prefix_scores`."
-    enc, lids = encode(tok, task, list(texts), model_max_length(model)), label_token_ids(tok, task)
-    if hasattr(C, "class_log_probs"):
-        lp, mass = C.class_log_probs(model, tok, enc.input_ids, lids, prefix_len=getattr(enc, "prefix_len", 0))
-    else: lp, mass = prefix_scores(model, enc.input_ids, lids)
+    "(class probabilities (n, C), label mass (n,)): the package's scorer, the shared prefix run once."
+    enc = encode_prompts(tok, task, list(texts), max_length=model_max_length(model), chat=False)
+    lp, mass = C.class_log_probs(model, tok, enc.input_ids, label_token_ids(tok, task), prefix_len=enc.prefix_len)
     return np.exp(lp), mass
 
 
@@ -129,7 +51,7 @@ def evaluate(model, tok, name, task_name, n, shots, seed):
     "Rows (raw and contextual) for one model on one task."
     base = load_task(str(DATA/task_name))
     split = eval_split(base)
-    task = with_shots(base, shots, seed)
+    task = base.with_shots(shots, seed) if shots else base
     ex = sample_split(task.split(split), n, seed)
     y = ex.label.to_numpy()
     t0 = time.perf_counter()
@@ -141,7 +63,7 @@ def evaluate(model, tok, name, task_name, n, shots, seed):
     common = dict(model=name, task=task_name, split=split, n=len(y), shots=shots, seed=seed,
                   template=base.template, label_words="|".join(words),
                   label_tokens="|".join(str(len(i)) for i in label_token_ids(tok, task)),
-                  demos="Task.with_shots" if CONTRACT else "fallback",
+                  demos="Task.with_shots",
                   demo_labels="|".join(str(y) for _, y in getattr(task, "demonstrations", [])),
                   majority_accuracy=maj_acc, majority_macro_f1=maj_f1, seconds=round(secs, 1))
     rows = []
