@@ -13,8 +13,8 @@ from typing import Callable
 __all__ = ['REGISTRY', 'REMOVALS', 'ATTENTION_RULE', 'METHODS', 'shared_prefix_len', 'rest_batch', 'target_log_prob',
            'Attributions', 'example_key', 'AttributionRun', 'Method', 'register_method', 'GradientBatch',
            'gradient_batches', 'text_slices', 'gradient_scores', 'integrated_gradients', 'input_x_gradient', 'saliency',
-           'gradient_shap', 'perturb', 'score_masked', 'score_perturbed', 'occlusion', 'surrogate_scores',
-           'kernel_shap', 'lime', 'eager_attention', 'attention', 'random_scores', 'attribute']
+           'gradient_shap', 'perturb', 'perturbation_key', 'score_masked', 'score_perturbed', 'occlusion',
+           'surrogate_scores', 'kernel_shap', 'lime', 'eager_attention', 'attention', 'random_scores', 'attribute']
 
 # %% ../nbs/05_attribution.ipynb #eba3e5f8
 import numpy as np
@@ -270,6 +270,13 @@ def perturb(ids:list, # token ids of one prompt
     if removal == "zero-embedding": return list(ids), tuple(a + j for j in np.flatnonzero(remove))
     raise AttnPruneError(f"Unknown removal {removal!r}; use one of: {', '.join(REMOVALS)}.")
 
+# %% ../nbs/05_attribution.ipynb #e5b93a94
+def perturbation_key(item # a `perturb` output: (token ids, zeroed positions)
+                    )->tuple: # hashable, equal for equal perturbed prompts
+    "A key of a perturbed prompt: its token ids and its sorted zeroed positions."
+    ids, zeroed = item
+    return tuple(ids), tuple(sorted(zeroed))
+
 # %% ../nbs/05_attribution.ipynb #e4054ac9
 @torch.no_grad()
 def score_masked(model, tok, seqs:list, # model, tokenizer and full token-id lists
@@ -300,7 +307,7 @@ def score_perturbed(model, tok, # model and tokenizer
                     token_budget:int|None=None # tokens per forward pass; None: `default_token_budget`
                    )->np.ndarray: # (n, classes) class log-probs
     "Class log-probabilities of perturbed prompts, in shared token-budgeted batches (each distinct one once)."
-    keys = [(tuple(i), tuple(sorted(z))) for i, z in items]
+    keys = [perturbation_key(it) for it in items]
     first = {k: j for j, k in reversed(list(enumerate(keys)))}
     if len(first) < len(items):  # identical perturbations (e.g. a repeated word deleted) get identical scores
         uniq = sorted(set(first.values()))

@@ -10,8 +10,8 @@ from pathlib import Path
 
 # %% auto #0
 __all__ = ['SENTIMENT_TEMPLATE', 'GENERIC_TEMPLATE', 'TASK_DEFAULTS', 'HUB_DATASETS', 'SYNTHETIC_TASKS', 'SYNTHETIC_SIZES',
-           'DATA_FILES', 'PACKAGED_TASKS', 'Task', 'default_label_words', 'load_task_files', 'load_hub_task',
-           'synthetic_task', 'sample_split', 'builtin_tasks', 'carve_calibration', 'load_task']
+           'DATA_FILES', 'PACKAGED_TASKS', 'Task', 'shot_classes', 'default_label_words', 'load_task_files',
+           'load_hub_task', 'synthetic_task', 'sample_split', 'builtin_tasks', 'carve_calibration', 'load_task']
 
 # %% ../nbs/01_data.ipynb #12054bb3
 import numpy as np
@@ -98,6 +98,15 @@ def prompt(self:Task, text:str # the input text
     "The prompt for one input text."
     return self.prefix + text + self.suffix
 
+# %% ../nbs/01_data.ipynb #d2925eed
+def shot_classes(n_classes:int, # classes of the task
+                 k:int, # number of demonstrations
+                 seed:int=0 # seeds the classes of the last, partial round
+                )->list: # the class of each demonstration, in prompt order
+    "Classes of `k` demonstrations: whole rounds in class order, then a seeded choice of classes."
+    rest = np.random.default_rng([seed, k]).choice(n_classes, k % n_classes, replace=False)
+    return [j % n_classes for j in range(k - k % n_classes)] + sorted(rest.tolist())
+
 # %% ../nbs/01_data.ipynb #c75ab964
 @patch
 def with_shots(self:Task, k:int, # number of demonstrations; 0 removes them
@@ -111,12 +120,12 @@ def with_shots(self:Task, k:int, # number of demonstrations; 0 removes them
                              "use shots=0 or a task with a train split.")
     tr, rng = self.splits["train"], np.random.default_rng(seed)
     pools = [rng.permutation(np.flatnonzero(tr.label.to_numpy() == c)) for c in range(self.n_classes)]
-    need = [len(range(c, k, self.n_classes)) for c in range(self.n_classes)]
-    for c, (pool, n) in enumerate(zip(pools, need)):
+    order = shot_classes(self.n_classes, k, seed)
+    for c, (pool, n) in enumerate(zip(pools, np.bincount(order, minlength=self.n_classes))):
         if n > len(pool):
             raise AttnPruneError(f"{k} shots need {n} {self.classes[c]!r} demonstrations but train has "
                                  f"{len(pool)}: use fewer shots.")
-    rows = [pools[j % self.n_classes][j // self.n_classes] for j in range(k)]
+    rows = [pools[c][order[:j].count(c)] for j, c in enumerate(order)]
     return replace(self, demonstrations=[(tr.text.iloc[i], int(tr.label.iloc[i])) for i in rows])
 
 # %% ../nbs/01_data.ipynb #fc83c16c

@@ -16,7 +16,7 @@ from scipy.stats import kendalltau
 from .core import AttnPruneError
 from .prompts import label_token_ids
 from .attribution import Attributions, perturb, score_perturbed, score_masked, shared_prefix_len
-from .attribution import example_key, REMOVALS
+from .attribution import example_key, perturbation_key, REMOVALS
 
 # %% ../nbs/06_faithfulness.ipynb #b802e5b7
 K_PERCENTS = (1, 5, 10, 20, 50)
@@ -64,7 +64,7 @@ def scored(model, tok, items:list, # model, tokenizer and `perturb` outputs
            token_budget:int|None=None # tokens per forward pass
           )->np.ndarray: # (len(items), classes) class log-probs
     "`score_perturbed`, skipping perturbations already in `memo` (so one call's perturbations are scored once)."
-    keys = [(tuple(i), tuple(sorted(z))) for i, z in items]
+    keys = [perturbation_key(it) for it in items]
     new = {k: it for k, it in zip(keys, items) if k not in memo}
     if new:
         lp = score_perturbed(model, tok, list(new.values()), label_ids, prefix_len, token_budget)

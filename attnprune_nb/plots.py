@@ -271,7 +271,8 @@ def _efficiency_table(results:pd.DataFrame, changes:pd.DataFrame, method:str|Non
     if eff.empty or set(EFFICIENCY_METRICS) - set(eff.columns):
         raise AttnPruneError("The results hold no efficiency metrics (kv_cache_bytes, prefill_seconds): "
                              "run the sweep with `efficiency: true`.")
-    eff = eff.reset_index()
+    eff = eff.reset_index()  # prefill time depends on how many layers are dropped, not which or on what task:
+    eff["prefill_seconds"] = eff.groupby(["model", "k"]).prefill_seconds.transform("median")
     full = eff[eff.k == 0].drop(columns=["strategy", "k"])
     full = full.rename(columns={m: f"{m}_full" for m in EFFICIENCY_METRICS})
     eff = eff[eff.k > 0].merge(full, on=["model", "task", "seed"])
