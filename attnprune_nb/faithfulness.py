@@ -39,7 +39,7 @@ def token_order(scores, # per-token scores of one example
 
 # %% ../nbs/06_faithfulness.ipynb #b9aec0c7
 def _plan(attr:Attributions, ks, removal, baseline_id, rank, need_loo):
-    "The hard perturbations of all examples but the flip curve: (items, index) where index maps (example, kind, k) to item rows."
+    "Hard perturbations of all examples but the flip curve: (items, index of (example, kind, k) -> row)."
     items, where = [], {}
     def _add(key, mask, i):
         where[key] = len(items)
@@ -63,7 +63,7 @@ def scored(model, tok, items:list, # model, tokenizer and `perturb` outputs
            prefix_len:int=0, # length of the prefix all items share
            token_budget:int|None=None # tokens per forward pass
           )->np.ndarray: # (len(items), classes) class log-probs
-    "`score_perturbed`, skipping perturbations already in `memo` (so one call's perturbations are scored once)."
+    "`score_perturbed`, skipping perturbations already in `memo` (each one of a call is scored once)."
     keys = [perturbation_key(it) for it in items]
     new = {k: it for k, it in zip(keys, items) if k not in memo}
     if new:
@@ -79,7 +79,7 @@ def flip_curve(model, tok, attr:Attributions, # model, tokenizer and the attribu
                memo:dict, # shared with `scored`
                rounds:int=4 # the curve is scored in this many slices; later slices only until a flip
               )->list: # per example, {j: class log-probs with the top j tokens removed}, up to the first flip
-    "The decision-flip curve of every example, scored slice by slice and stopped at each example's first flip."
+    "Decision-flip curve of every example, scored slice by slice, stopped at each example's first flip."
     curves, todo = [dict() for _ in attr.scores], {i for i, s in enumerate(attr.scores) if len(s)}
     orders, start = [token_order(s, rank) for s in attr.scores], 1
     step = {i: max(1, -(-len(attr.scores[i]) // rounds)) for i in todo}
@@ -87,7 +87,8 @@ def flip_curve(model, tok, attr:Attributions, # model, tokenizer and the attribu
         owners = [(i, j) for i in sorted(todo) for j in range(start * step[i] - step[i] + 1,
                   min(len(attr.scores[i]), start * step[i]) + 1)]
         items = [perturb(attr.enc.input_ids[i], attr.enc.spans[i],
-                 np.isin(np.arange(len(attr.scores[i])), orders[i][:j]), removal, baseline_id) for i, j in owners]
+                 np.isin(np.arange(len(attr.scores[i])), orders[i][:j]), removal, baseline_id)
+             for i, j in owners]
         for (i, j), row in zip(owners, scored(model, tok, items, memo, label_ids, prefix_len, token_budget)):
             curves[i][j] = row
         done = {i for i in todo if start * step[i] >= len(attr.scores[i])
@@ -168,7 +169,7 @@ def faithfulness(model, tok, task, attr:Attributions, # model, tokenizer, task a
                  soft:bool=True, # compute the soft variants
                  loo:bool=True, # compute Kendall tau with leave-one-out effects
                  loo_effects:list|None=None, # per example, LOO effects already measured (occlusion's scores)
-                 flips:bool=True, # score the decision-flip curve (up to a pass per text token: the costliest part)
+                 flips:bool=True, # score the decision-flip curve (up to a pass per text token: the costliest)
                  seed:int=0, # seed of the soft masks (combined with each example's key)
                  token_budget:int|None=None, # tokens per forward pass; None: `default_token_budget(model)`
                  prefix_reuse:bool=True, # run the shared prompt prefix once and reuse its cache
@@ -187,7 +188,8 @@ def faithfulness(model, tok, task, attr:Attributions, # model, tokenizer, task a
     items, where, memo = *_plan(attr, ks, removal, baseline_id, rank, loo and effects is None), {}
     lp = scored(model, tok, items, memo, label_ids, P, token_budget) if items else None
     curves = [{} for _ in attr.scores]
-    if flips: curves = flip_curve(model, tok, attr, label_ids, removal, baseline_id, rank, P, token_budget, memo)
+    if flips:
+        curves = flip_curve(model, tok, attr, label_ids, removal, baseline_id, rank, P, token_budget, memo)
     soft_lp = None
     if soft and items: soft_lp = _score_soft(model, tok, attr, label_ids, seed, rank, P, token_budget)
     rows = []

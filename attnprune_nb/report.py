@@ -459,7 +459,8 @@ def _per_task_figures(study:Study):
         preds = {_label(c): (cell_probs(c)[""], c["examples"]["labels"]) for c in shown}
         yield f"reliability_{file_part(model)}_{file_part(task)}.png", plot_reliability(preds,
             title=f"{model} on {task}")
-        shown = [c for c in shown if study.method in c["examples"].get("example_scores", {})]  # attributed cells
+        shown = [c for c in shown  # the attributed cells only
+                 if study.method in c["examples"].get("example_scores", {})]
         tokens = shown[0]["examples"].get("example_tokens") if shown else None
         if not study.method or not tokens: continue
         scores = [c["examples"].get("example_scores", {}).get(study.method) for c in shown]
@@ -469,7 +470,8 @@ def _per_task_figures(study:Study):
             continue
         title = f"{model} on {task}: {study.method} token scores, full (top) vs pruned"
         rows = dict(zip(map(_label, shown), scores))
-        yield f"tokens_{file_part(model)}_{file_part(task)}.png", plot_token_heatmap(tokens, rows, title=title)
+        name = f"tokens_{file_part(model)}_{file_part(task)}.png"
+        yield name, plot_token_heatmap(tokens, rows, title=title)
 
 # %% ../nbs/09a_report.ipynb #86059035
 FIGURE_BUILDERS = (_importance_figures, _curve_figures, _misalignment_figures, _efficiency_figures,
