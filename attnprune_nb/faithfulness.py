@@ -6,8 +6,8 @@
 from __future__ import annotations
 
 # %% auto #0
-__all__ = ['K_PERCENTS', 'rationale_size', 'token_order', 'scored', 'flip_curve', 'soft_masks', 'example_metrics',
-           'check_loo_effects', 'faithfulness', 'summarise_faithfulness', 'relative_to_random']
+__all__ = ['K_PERCENTS', 'LOO_NOISE', 'rationale_size', 'token_order', 'scored', 'flip_curve', 'soft_masks', 'example_metrics',
+           'check_loo_effects', 'loo_tau', 'faithfulness', 'summarise_faithfulness', 'relative_to_random']
 
 # %% ../nbs/06_faithfulness.ipynb #d72a471b
 import numpy as np
@@ -156,9 +156,21 @@ def check_loo_effects(attr:Attributions, # the attributions to judge
                      )->list:
     "The LOO effects, if they fit the attributions' examples (else an error naming the fix)."
     if [len(e) for e in effects] != [len(s) for s in attr.scores]:
-        raise AttnPruneError("loo_effects must give one effect per text token of each attributed example: pass "
-            "the scores of `attribute(..., 'occlusion')` on the same prompts with the same removal.")
+        raise AttnPruneError("loo_effects must give one effect per text token of each attributed example: "
+            "pass the scores of `attribute(..., 'occlusion')` on the same prompts with the same removal.")
     return [np.asarray(e, float) for e in effects]
+
+# %% ../nbs/06_faithfulness.ipynb #fbb5be3a
+LOO_NOISE = 1e-5  # scores and LOO effects below this (in nats) are numerical noise: they count as 0
+
+def loo_tau(scores, # one example's attribution scores
+            effects # its leave-one-out effects (drops of the target log-probability)
+           )->float: # Kendall tau-b; NaN for fewer than 2 tokens or a constant side
+    "Kendall tau of scores and LOO effects, noise-level values tied at 0, both rounded to 1e-6."
+    s, e = np.asarray(scores, float), np.asarray(effects, float)
+    s, e = (np.round(np.where(np.abs(x) < LOO_NOISE, 0.0, x), 6) for x in (s, e))
+    if len(s) < 2 or np.ptp(s) == 0 or np.ptp(e) == 0: return np.nan
+    return float(kendalltau(s, e).statistic)
 
 # %% ../nbs/06_faithfulness.ipynb #7c6c59c1
 def faithfulness(model, tok, task, attr:Attributions, # model, tokenizer, task and the attributions to judge
@@ -202,9 +214,7 @@ def faithfulness(model, tok, task, attr:Attributions, # model, tokenizer, task a
         if loo:
             eff = effects[i] if effects is not None else base[i, y[i]] - lp[[where[i, "loo", j]
                 for j in range(len(s))], y[i]]
-            ok = len(s) > 1 and np.ptp(s) > 0 and np.ptp(eff) > 0
-            tied = np.round(s, 6), np.round(eff, 6)  # 1e-6 apart = tied
-            m["loo_kendall_tau"] = kendalltau(*tied).statistic if ok else np.nan
+            m["loo_kendall_tau"] = loo_tau(s, eff)
         for metric, v in m.items():
             if not isinstance(v, dict): v = {k_default if metric.startswith("normalised") else np.nan: v}
             rows += [(i, attr.method, metric, k, float(x)) for k, x in v.items()]
