@@ -265,7 +265,7 @@ class SweepSettings:
     batch_size:int=16 # unused (batches are sized by `token_budget`); kept for old configs
     token_budget:int|None=None # padded tokens per forward pass (None: the device default; no result changes)
     task_options:dict=field(default_factory=dict) # load_task options: template, label_words, columns, labels
-    shots:int=0 # few-shot demonstrations drawn from train
+    shots:int|str=0 # few-shot demonstrations drawn from train; "per_class": one per class of each task
     demo_seed:int=0 # seed of the demonstrations
     chat:bool=False # format prompts with the tokenizer's chat template
     contextual:bool=False # also report contextual calibration
@@ -294,7 +294,7 @@ CONFIG_TYPES = {"models": list, "tasks": list, "split": (str, dict, type(None)),
                 "removal": str, "out": str, "n_calib": int, "calibration_n": int, "importance_n": int,
                 "ig_steps": OPT_INT, "flip_curve": bool, "batch_size": int, "token_budget": OPT_INT,
                 "task_options": dict,
-                "shots": int, "demo_seed": int, "chat": bool, "contextual": bool, "efficiency": bool,
+                "shots": (int, str), "demo_seed": int, "chat": bool, "contextual": bool, "efficiency": bool,
                 "device_map": OPT_STR, "backend": str, "resources": dict}
 
 # %% ../nbs/08_experiment.ipynb #63554702
@@ -363,7 +363,8 @@ def validate_config(cfg:dict|SweepSettings # a config mapping (missing keys take
         raise AttnPruneError(f"Config key 'removal': {c['removal']!r} is not one of {', '.join(REMOVALS)}.")
     if c["backend"] not in ("local", "ray"):
         raise AttnPruneError(f"Config key 'backend': {c['backend']!r} is not local or ray.")
-    if c["shots"] < 0: raise AttnPruneError(f"Config key 'shots' must be >= 0, got {c['shots']}.")
+    if c["shots"] != "per_class" and (isinstance(c["shots"], str) or c["shots"] < 0):
+        raise AttnPruneError(f"Config key 'shots' must be a number >= 0 or per_class, got {c['shots']!r}.")
     check_faithfulness_rules(c["faithfulness"])
     return SweepSettings(**c)
 
@@ -396,7 +397,8 @@ def prompt_task(settings:SweepSettings, # the sweep
                 task:Task # the task from `sweep_task`
                )->Task:
     "The task with the sweep's few-shot demonstrations in its prompt (unchanged for shots=0)."
-    return task.with_shots(settings.shots, seed=settings.demo_seed) if settings.shots else task
+    k = task.n_classes if settings.shots == "per_class" else settings.shots
+    return task.with_shots(k, seed=settings.demo_seed) if k else task
 
 # %% ../nbs/08_experiment.ipynb #3f654a85
 def task_split(settings:SweepSettings, # the sweep
@@ -556,17 +558,18 @@ def cell_identity(settings:SweepSettings, # the sweep
                   cell:dict, # a cell (model, spec, task, seed, strategy, k)
                   model_hash:str, # `model_fingerprint` of its model
                   task_fingerprint:str, # `task_hash` of its prompt task
-                  split:str # the scored split
+                  split:str, # the scored split
+                  shots:int|None=None # demonstrations in its prompt (None: the setting `shots`)
                  )->dict:
     "Every setting that changes a cell's result (its id hashes this)."
     methods, faith_n = cell_methods(settings, cell["spec"], cell["task"], cell["strategy"])
     s = settings
     ident = dict(version=CELL_VERSION, model=model_hash, task=task_fingerprint, split=split,
-        seed=cell["seed"],
-                 strategy=cell["strategy"], k=cell["k"], n=s.n, methods=methods, faithfulness_n=faith_n,
-                 removal=s.removal, n_calib=s.n_calib, calibration_n=s.calibration_n, ig_steps=s.ig_steps,
-                 task_options=s.task_options, shots=s.shots, demo_seed=s.demo_seed, chat=s.chat,
-                 contextual=s.contextual, efficiency=s.efficiency, device_map=s.device_map)
+                 seed=cell["seed"], strategy=cell["strategy"], k=cell["k"], n=s.n, methods=methods,
+                 faithfulness_n=faith_n, removal=s.removal, n_calib=s.n_calib, calibration_n=s.calibration_n,
+                 ig_steps=s.ig_steps, task_options=s.task_options, shots=s.shots if shots is None else shots,
+                 demo_seed=s.demo_seed, chat=s.chat, contextual=s.contextual, efficiency=s.efficiency,
+                 device_map=s.device_map)
     if cell["strategy"].startswith("similarity"): ident["importance_n"] = s.importance_n
     if not s.flip_curve: ident["flip_curve"] = False  # absent when on: ids of older runs stay valid
     return ident
@@ -598,7 +601,8 @@ def expand_cells(settings:SweepSettings, # the sweep
                                 f"one {strategy} cell")
                         if notes is not None: notes.append(note)
                         continue
-                    c["id"] = stable_hash(cell_identity(settings, c, mhash, thash, split), 12)
+                    ident = cell_identity(settings, c, mhash, thash, split, len(task.demonstrations))
+                    c["id"] = stable_hash(ident, 12)
                     seen[strategy, kk] = c
                     cells.append(c)
     return cells
