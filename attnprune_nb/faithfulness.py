@@ -6,13 +6,13 @@
 from __future__ import annotations
 
 # %% auto #0
-__all__ = ['K_PERCENTS', 'LOO_NOISE', 'rationale_size', 'token_order', 'scored', 'flip_curve', 'soft_masks', 'example_metrics',
-           'check_loo_effects', 'loo_tau', 'faithfulness', 'summarise_faithfulness', 'relative_to_random']
+__all__ = ['K_PERCENTS', 'LOO_NOISE', 'LOO_RESOLUTION', 'rationale_size', 'token_order', 'scored', 'flip_curve', 'soft_masks',
+           'example_metrics', 'check_loo_effects', 'tied_signs', 'loo_tau', 'faithfulness', 'summarise_faithfulness',
+           'relative_to_random']
 
 # %% ../nbs/06_faithfulness.ipynb #d72a471b
 import numpy as np
 import pandas as pd
-from scipy.stats import kendalltau
 from .core import AttnPruneError
 from .prompts import label_token_ids
 from .attribution import Attributions, perturb, score_perturbed, score_masked, shared_prefix_len
@@ -161,16 +161,28 @@ def check_loo_effects(attr:Attributions, # the attributions to judge
     return [np.asarray(e, float) for e in effects]
 
 # %% ../nbs/06_faithfulness.ipynb #fbb5be3a
-LOO_NOISE = 1e-5  # scores and LOO effects below this (in nats) are numerical noise: they count as 0
+LOO_NOISE = 1e-5  # LOO effects all below this (in nats): the example has no LOO ranking
+LOO_RESOLUTION = 1e-3  # values closer than this share of their side's largest magnitude are tied
 
+def tied_signs(x:np.ndarray, # one side's values
+               resolution:float=LOO_RESOLUTION # ties: closer than this share of max |x|
+              )->np.ndarray: # sign of x[i] - x[j] for every pair i < j, 0 for a tie
+    "Pairwise order of `x`, differences within the resolution counted as ties."
+    i, j = np.triu_indices(len(x), 1)
+    d = x[i] - x[j]
+    return np.where(np.abs(d) <= resolution * np.abs(x).max(), 0.0, np.sign(d))
+
+# %% ../nbs/06_faithfulness.ipynb #3e8b5d17
 def loo_tau(scores, # one example's attribution scores
-            effects # its leave-one-out effects (drops of the target log-probability)
-           )->float: # Kendall tau-b; NaN for fewer than 2 tokens or a constant side
-    "Kendall tau of scores and LOO effects, noise-level values tied at 0, both rounded to 1e-6."
+            effects, # its leave-one-out effects (drops of the target log-probability)
+            resolution:float=LOO_RESOLUTION # ties: closer than this share of a side's largest magnitude
+           )->float: # Kendall tau-b; NaN for fewer than 2 tokens, all effects noise, or a constant side
+    "Kendall tau-b of scores and LOO effects at a resolution (see Conventions)."
     s, e = np.asarray(scores, float), np.asarray(effects, float)
-    s, e = (np.round(np.where(np.abs(x) < LOO_NOISE, 0.0, x), 6) for x in (s, e))
-    if len(s) < 2 or np.ptp(s) == 0 or np.ptp(e) == 0: return np.nan
-    return float(kendalltau(s, e).statistic)
+    if len(s) < 2 or np.abs(e).max() < LOO_NOISE: return np.nan
+    a, b = tied_signs(s, resolution), tied_signs(e, resolution)
+    n = np.sqrt(np.abs(a).sum() * np.abs(b).sum())
+    return float((a * b).sum() / n) if n else np.nan
 
 # %% ../nbs/06_faithfulness.ipynb #7c6c59c1
 def faithfulness(model, tok, task, attr:Attributions, # model, tokenizer, task and the attributions to judge
