@@ -168,6 +168,9 @@ def curve_table(changes:pd.DataFrame, # paired changes (`report.paired_changes`)
 # %% ../nbs/09_plots.ipynb #44c3903b
 def _draw_curves(ax, t:pd.DataFrame, hue:str, style:str|None, colours:dict, dashes:dict):
     "One line per (control, hue, style, other) group of a panel's curve rows; bands for non-control lines."
+    if t.empty:  # e.g. faithfulness on a task where it was not measured: say so, draw no axis
+        ax.text(0.5, 0.5, "not measured", transform=ax.transAxes, ha="center", va="center", c="grey")
+        return ax.set_yticks([])
     rest = [c for c in ("model", "task", "strategy") if c not in (hue, style)]
     for _, g in t.groupby(["control", hue] + ([style] if style else []) + rest):
         colour, g = colours[g[hue].iloc[0]], g.sort_values("k")
