@@ -460,6 +460,11 @@ def check_sweep(settings:SweepSettings # the sweep
                ):
     "Check every task and model of a sweep before any model loads."
     for name in settings.tasks: check_task(settings, name)
+    names = pd.Series({t: sweep_task(settings, t).name for t in settings.tasks})
+    if names.duplicated().any():
+        same = names[names.duplicated(keep=False)]
+        raise AttnPruneError(f"Tasks {', '.join(same.index)} are all named {same.iloc[0]!r}: results rows "
+                             "name tasks, so they would mix. Run them in separate sweeps (--out).")
     for i, spec in enumerate(settings.models): check_model(spec, i)
 
 # %% ../nbs/08_experiment.ipynb #b8defa13
@@ -703,7 +708,7 @@ def _importance_for(model, tok, settings, task, split, cell, n_layers):
     evaluated = sample_split(task.split(split), settings.n, cell["seed"]).idx.tolist()
     imp_task, pool, rows = importance_sample(task, split, evaluated, settings.importance_n, cell["seed"])
     imp = attention_importance(model, tok, imp_task, n=len(rows), seed=cell["seed"])
-    return imp_task, imp.assign(model=cell["model"], task=cell["task"], seed=cell["seed"], sample_split=pool,
+    return imp_task, imp.assign(model=cell["model"], task=task.name, seed=cell["seed"], sample_split=pool,
                                 sample_ids=" ".join(map(str, rows)))
 
 # %% ../nbs/08_experiment.ipynb #597e2486
@@ -753,7 +758,8 @@ def write_cell(out:str|Path, # output folder
     "Write a finished cell (and the importance it used) atomically into `out`; returns the cell's file."
     out, c = Path(out), record["cell"]
     if record.get("importance"):
-        f = out/"importance"/f"{_safe(c['model'])}--{_safe(c['task'])}--seed{c['seed']}.csv"
+        task = record["summary"]["task"]  # the task's name, as in the results rows
+        f = out/"importance"/f"{_safe(c['model'])}--{_safe(task)}--seed{c['seed']}.csv"
         atomic_write_text(f, pd.DataFrame(record["importance"]).to_csv(index=False))
     return atomic_write_text(out/"cells"/f"{c['id']}.json", json.dumps(record, default=float))
 
