@@ -25,7 +25,6 @@ from dataclasses import replace
 import numpy as np
 import pandas as pd
 import torch
-from scipy.stats import kendalltau
 from attnprune_nb.data import sample_split
 from attnprune_nb.prompts import encode_prompts, label_token_ids
 from attnprune_nb.attribution import attribute, perturb, score_perturbed, score_masked, example_key
@@ -57,9 +56,22 @@ def loop_example(model, tok, lids, ids, span, s, y, base_lp, dim, ks=K_PERCENTS,
         keep[a:b] = m
         soft.append(np.exp(score_masked(model, tok, [ids], [keep], lids, 0, 10**6)[0, y]))
     m = example_metrics(np.exp(base_lp[y]), probs, y, L, ks, 20, tuple(soft))
-    ok = L > 1 and np.ptp(s) > 0 and np.ptp(eff) > 0
-    m["loo_kendall_tau"] = kendalltau(np.round(s, 6), np.round(eff, 6)).statistic if ok else np.nan
+    m["loo_kendall_tau"] = tau_by_pairs(s, eff)
     return m
+
+
+def tau_by_pairs(s, e, resolution=1e-3, noise=1e-5):
+    "Kendall tau-b pair by pair (06's convention): values closer than `resolution` of a side's max |value| tie."
+    if len(s) < 2 or max(abs(x) for x in e) < noise: return np.nan
+    both = concordant = ties_s = ties_e = 0
+    for i in range(len(s)):
+        for j in range(i + 1, len(s)):
+            ds = 0 if abs(s[i] - s[j]) <= resolution * max(abs(x) for x in s) else np.sign(s[i] - s[j])
+            de = 0 if abs(e[i] - e[j]) <= resolution * max(abs(x) for x in e) else np.sign(e[i] - e[j])
+            both, concordant = both + 1, concordant + ds * de
+            ties_s, ties_e = ties_s + (ds == 0), ties_e + (de == 0)
+    n = np.sqrt((both - ties_s) * (both - ties_e))
+    return concordant / n if n else np.nan
 
 
 def tidy(metrics:list, method:str)->pd.DataFrame:
