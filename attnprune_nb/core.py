@@ -4,13 +4,13 @@
 
 # %% ../nbs/00_core.ipynb #a37cb856
 from __future__ import annotations
-import contextlib, hashlib, json, os, random, shutil, socket, uuid
+import contextlib, hashlib, json, os, random, re, shutil, socket, uuid
 from pathlib import Path
 from urllib.parse import urlparse
 
 # %% auto #0
 __all__ = ['AttnPruneError', 'OfflineError', 'hub_available', 'seed_everything', 'get_device', 'resolve_dtype', 'cache_dir',
-           'stable_hash', 'atomic_dir', 'atomic_write_text']
+           'stable_hash', 'file_part', 'atomic_dir', 'atomic_write_text']
 
 # %% ../nbs/00_core.ipynb #6c6bb993
 import numpy as np
@@ -91,6 +91,12 @@ def stable_hash(obj, # anything JSON can serialise (dict keys are sorted)
                )->str:
     "A short hash of `obj` that is the same on every machine and run."
     return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:n]
+
+# %% ../nbs/00_core.ipynb #34da99a1
+def file_part(name:str # a model or task name, id or path
+             )->str:
+    "A name made safe for one file-name part: path separators and odd characters become `_`."
+    return re.sub(r"[^\w.-]+", "_", str(name)).strip("._") or "_"
 
 # %% ../nbs/00_core.ipynb #f77404ff
 @contextlib.contextmanager

@@ -4,7 +4,7 @@
 
 # %% ../nbs/08_experiment.ipynb #38c128d4
 from __future__ import annotations
-import dataclasses, gc, hashlib, inspect, json, re, shutil, time
+import dataclasses, gc, hashlib, inspect, json, shutil, time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -23,6 +23,7 @@ import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 from .core import AttnPruneError, stable_hash, atomic_write_text, cache_dir, hub_available
+from .core import file_part
 from .models import BUILTIN_MODELS, builtin_models
 from .data import Task, load_task, sample_split
 from .models import load_model
@@ -750,8 +751,6 @@ def run_group(settings:SweepSettings, # the sweep
         gc.collect()
 
 # %% ../nbs/08_experiment.ipynb #e14bbcd8
-def _safe(name:str)->str: return re.sub(r"[^\w.-]+", "_", str(name))
-
 def write_cell(out:str|Path, # output folder
                record:dict # a record from `run_group`
               )->Path:
@@ -759,7 +758,7 @@ def write_cell(out:str|Path, # output folder
     out, c = Path(out), record["cell"]
     if record.get("importance"):
         task = record["summary"]["task"]  # the task's name, as in the results rows
-        f = out/"importance"/f"{_safe(c['model'])}--{_safe(task)}--seed{c['seed']}.csv"
+        f = out/"importance"/f"{file_part(c['model'])}--{file_part(task)}--seed{c['seed']}.csv"
         atomic_write_text(f, pd.DataFrame(record["importance"]).to_csv(index=False))
     return atomic_write_text(out/"cells"/f"{c['id']}.json", json.dumps(record, default=float))
 

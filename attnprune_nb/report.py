@@ -4,22 +4,21 @@
 
 # %% ../nbs/09a_report.ipynb #2a2a51ac
 from __future__ import annotations
-import re
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
 # %% auto #0
 __all__ = ['CHANGE_METRICS', 'RECALIBRATED_METRICS', 'CHANGE_COLUMNS', 'HEADLINE_METRICS', 'FIGURE_BUILDERS', 'synthetic_cells',
-           'task_name', 'file_part', 'pair_cells', 'cell_probs', 'paired_mean_change', 'paired_changes',
-           'read_importance', 'read_study', 'Study', 'study_notes', 'cell_table', 'summary_markdown',
-           'save_report_figures', 'write_report']
+           'task_name', 'pair_cells', 'cell_probs', 'paired_mean_change', 'paired_changes', 'read_importance',
+           'read_study', 'Study', 'study_notes', 'cell_table', 'summary_markdown', 'save_report_figures',
+           'write_report']
 
 # %% ../nbs/09a_report.ipynb #23866cb9
 import numpy as np
 import pandas as pd
 import matplotlib.pyplot as plt
-from .core import AttnPruneError, atomic_write_text
+from .core import AttnPruneError, atomic_write_text, file_part
 from .calibration import (
     paired_bootstrap, apply_temperature, contextual_calibration, calibration_report)
 from .classify import macro_f1
@@ -115,12 +114,6 @@ def task_name(record:dict # a cell record
              )->str:
     "The task's own name (`sst2`), as the results rows give it, not the path or id the config named it by."
     return record["summary"].get("task") or str(record["cell"]["task"])
-
-# %% ../nbs/09a_report.ipynb #34da99a1
-def file_part(name:str # a model or task name, id or path
-             )->str:
-    "A name made safe for one file-name part: path separators and odd characters become `_`."
-    return re.sub(r"[^\w.-]+", "_", str(name)).strip("._") or "_"
 
 # %% ../nbs/09a_report.ipynb #b7868da1
 def _base_key(c:dict)->tuple:
