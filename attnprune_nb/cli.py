@@ -149,6 +149,15 @@ def _evaluate_json(model:str, res, strategy:str)->dict:
     if res.contextual: out["contextual"] = res.contextual
     return out
 
+# %% ../nbs/12_cli.ipynb #a3e9d5c2
+def _evaluation_text(out:dict)->str:
+    "The human-readable lines of `attnprune evaluate` for its JSON object `out`."
+    temp = f", temperature {out['temperature']:.3f} (fitted on {out['fit_split']})" if "temperature" in out else ""
+    return "\n".join([f"{out['model']} on {out['task']} ({out['n']} examples), dropped {out['dropped']}: "
+                      f"accuracy {out['accuracy']:.3f}, macro-F1 {out['macro_f1']:.3f}",
+        "calibration: " + ", ".join(f"{k} {v:.4f}" for k, v in out["calibration"].items()) + temp,
+        *(f"{m}: " + ", ".join(f"{k} {v:.4f}" for k, v in d.items()) for m, d in out["faithfulness"].items())])
+
 # %% ../nbs/12_cli.ipynb #f6b81ebc
 def attnprune_evaluate(model:str, # built-in LLM name, .gguf file, model folder or hub id
                        task:str, # built-in task, folder of split files, CSV/TSV/JSONL file, or hub dataset id
@@ -191,14 +200,7 @@ def attnprune_evaluate(model:str, # built-in LLM name, .gguf file, model folder 
         res = evaluate_cell(m, tok, t, split, n, seed, meths, removal, contextual=contextual, chat=chat,
                             token_budget=token_budget)
     out = _evaluate_json(str(model), res, strategy if drop else "none")
-    if json: return print(dumps(out, default=float))
-    print(f"{out['model']} on {out['task']} ({out['n']} examples), dropped {out['dropped']}: "
-          f"accuracy {out['accuracy']:.3f}, macro-F1 {out['macro_f1']:.3f}")
-    print("calibration: " + ", ".join(f"{k} {v:.4f}" for k, v in out["calibration"].items())
-          + (f", temperature {out['temperature']:.3f} (fitted on "
-              f"{out['fit_split']})" if "temperature" in out else ""))
-    for meth, d in out["faithfulness"].items():
-        print(f"{meth}: " + ", ".join(f"{k} {v:.4f}" for k, v in d.items()))
+    print(dumps(out, default=float) if json else _evaluation_text(out))
 
 # %% ../nbs/12_cli.ipynb #75e80d8f
 def attnprune_models():
