@@ -7,8 +7,8 @@ from __future__ import annotations
 
 # %% auto #0
 __all__ = ['K_PERCENTS', 'LOO_NOISE', 'LOO_RESOLUTION', 'rationale_size', 'token_order', 'scored', 'flip_curve', 'soft_masks',
-           'example_metrics', 'check_loo_effects', 'tied_signs', 'loo_tau', 'faithfulness', 'summarise_faithfulness',
-           'relative_to_random']
+           'example_metrics', 'metric_rows', 'check_loo_effects', 'tied_signs', 'loo_tau', 'faithfulness',
+           'summarise_faithfulness', 'relative_to_random']
 
 # %% ../nbs/06_faithfulness.ipynb #d72a471b
 import numpy as np
@@ -150,6 +150,18 @@ def example_metrics(p:float, # p(y|x): probability of the predicted class on the
     if soft is not None: out.update(soft_sufficiency=_ns(soft[0]), soft_comprehensiveness=_nc(soft[1]))
     return out
 
+# %% ../nbs/06_faithfulness.ipynb #e7c2a9b5
+def metric_rows(example:int, method:str, # the example's position and the attribution method
+                metrics:dict, # `example_metrics`' output (plus loo_kendall_tau)
+                k_default:float=20 # the k of the normalised metrics
+               )->list: # (example, method, metric, k, value) tuples
+    "One example's metrics as tidy rows: a row per k, k = NaN for metrics without one."
+    rows = []
+    for metric, v in metrics.items():
+        if not isinstance(v, dict): v = {k_default if metric.startswith("normalised") else np.nan: v}
+        rows += [(example, method, metric, k, float(x)) for k, x in v.items()]
+    return rows
+
 # %% ../nbs/06_faithfulness.ipynb #33c3db82
 def check_loo_effects(attr:Attributions, # the attributions to judge
                       effects:list # per example, one leave-one-out effect per text token
@@ -227,9 +239,7 @@ def faithfulness(model, tok, task, attr:Attributions, # model, tokenizer, task a
             eff = effects[i] if effects is not None else base[i, y[i]] - lp[[where[i, "loo", j]
                 for j in range(len(s))], y[i]]
             m["loo_kendall_tau"] = loo_tau(s, eff)
-        for metric, v in m.items():
-            if not isinstance(v, dict): v = {k_default if metric.startswith("normalised") else np.nan: v}
-            rows += [(i, attr.method, metric, k, float(x)) for k, x in v.items()]
+        rows += metric_rows(i, attr.method, m, k_default)
     df = pd.DataFrame(rows, columns=["example", "method", "metric", "k", "value"])
     df["removal"], df["rank"] = removal, rank
     return df

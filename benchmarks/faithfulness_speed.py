@@ -29,7 +29,7 @@ from attnprune_nb.data import sample_split
 from attnprune_nb.prompts import encode_prompts, label_token_ids
 from attnprune_nb.attribution import attribute, perturb, score_perturbed, score_masked, example_key
 from attnprune_nb.faithfulness import (faithfulness, K_PERCENTS, rationale_size, token_order, soft_masks,
-                                       example_metrics)
+                                       example_metrics, metric_rows)
 from attribution_speed import PeakRSS, load_workload
 
 
@@ -76,11 +76,7 @@ def tau_by_pairs(s, e, resolution=1e-3, noise=1e-5):
 
 def tidy(metrics:list, method:str)->pd.DataFrame:
     "Per-example metric dicts as `faithfulness`' rows."
-    rows = []
-    for i, m in enumerate(metrics):
-        for metric, v in m.items():
-            if not isinstance(v, dict): v = {20 if metric.startswith("normalised") else np.nan: v}
-            rows += [(i, method, metric, k, float(x)) for k, x in v.items()]
+    rows = [r for i, m in enumerate(metrics) for r in metric_rows(i, method, m)]
     return pd.DataFrame(rows, columns=["example", "method", "metric", "k", "value"])
 
 
