@@ -26,6 +26,7 @@ lic = licenses.get(cfg['license'].lower(), (cfg['license'], None))
 dev_requirements = shlex.split(cfg.get('dev_requirements', ''))
 llms_requirements = shlex.split(cfg.get('llms_requirements', ''))
 ray_requirements = shlex.split(cfg.get('ray_requirements', ''))
+llms_large_requirements = shlex.split(cfg.get('llms_large_requirements', ''))
 
 setuptools.setup(
     name = cfg['lib_name'],
@@ -40,6 +41,7 @@ setuptools.setup(
     include_package_data = True,
     install_requires = requirements,
     extras_require={'llms': llms_requirements, 'ray': ray_requirements,
+                    'llms-large': llms_requirements + llms_large_requirements,
                     'dev': dev_requirements + llms_requirements + ray_requirements},
     dependency_links = cfg.get('dep_links','').split(),
     python_requires  = '>=' + cfg['min_python'],
