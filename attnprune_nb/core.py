@@ -4,13 +4,14 @@
 
 # %% ../nbs/00_core.ipynb #a37cb856
 from __future__ import annotations
-import contextlib, hashlib, json, os, random, re, shutil, socket, uuid
+import contextlib, hashlib, json, os, random, re, shutil, socket, sys, uuid
 from pathlib import Path
 from urllib.parse import urlparse
 
 # %% auto #0
-__all__ = ['AttnPruneError', 'OfflineError', 'hub_available', 'seed_everything', 'get_device', 'resolve_dtype', 'cache_dir',
-           'stable_hash', 'file_part', 'atomic_dir', 'atomic_write_text']
+__all__ = ['MANIFEST', 'AttnPruneError', 'OfflineError', 'hub_available', 'seed_everything', 'get_device', 'resolve_dtype',
+           'cache_dir', 'stable_hash', 'file_part', 'atomic_dir', 'atomic_write_text', 'file_sha256', 'write_manifest',
+           'check_manifest', 'warn']
 
 # %% ../nbs/00_core.ipynb #6c6bb993
 import numpy as np
@@ -126,3 +127,40 @@ def atomic_write_text(path:str|Path, # file to write
     tmp.write_text(text)
     os.replace(tmp, path)
     return path
+
+# %% ../nbs/00_core.ipynb #36250884
+def file_sha256(path:str|Path # a file
+               )->str:
+    "Hex sha256 of a file, read in 1 MiB blocks."
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(1 << 20): h.update(block)
+    return h.hexdigest()
+
+# %% ../nbs/00_core.ipynb #93ea9a0b
+MANIFEST = "manifest.json"
+
+def write_manifest(folder:str|Path # a finished folder; every file below it is recorded
+                  )->Path:
+    "Record the sha256 of every file below `folder` in its `manifest.json`, written atomically (do it last)."
+    folder = Path(folder)
+    files = sorted(p for p in folder.rglob("*") if p.is_file() and p.name != MANIFEST)
+    sums = {p.relative_to(folder).as_posix(): file_sha256(p) for p in files}
+    return atomic_write_text(folder/MANIFEST, json.dumps(dict(sha256=sums), indent=1))
+
+# %% ../nbs/00_core.ipynb #bd838227
+def check_manifest(folder:str|Path # a folder written with `write_manifest` last
+                  )->list|None: # None without a manifest, else the damaged or missing files ([] if intact)
+    "The files of `folder` that no longer match its manifest."
+    folder = Path(folder)
+    if not (folder/MANIFEST).exists(): return None
+    try: sums = json.loads((folder/MANIFEST).read_text())["sha256"]
+    except (ValueError, KeyError, TypeError): return [str(folder/MANIFEST)]
+    bad = [f for f, s in sums.items() if not (folder/f).is_file() or file_sha256(folder/f) != s]
+    return [str(folder/f) for f in bad]
+
+# %% ../nbs/00_core.ipynb #08572925
+def warn(msg:str # one line: what happened and what was done about it
+        ):
+    "Print `attnprune: warning: msg` to stderr."
+    print(f"attnprune: warning: {msg}", file=sys.stderr)
