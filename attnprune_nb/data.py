@@ -4,7 +4,7 @@
 
 # %% ../nbs/01_data.ipynb #cb219ca1
 from __future__ import annotations
-import json, random
+import io, json, random
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -158,52 +158,111 @@ def default_label_words(classes:list # class names in label-id order
     if len(set(words)) < len(words): words = [str(c).lower().replace(" ", "_") for c in classes]
     return words
 
+# %% ../nbs/01_data.ipynb #c12d61cd
+def _decoded(path:Path)->str:
+    "The text of `path`; bytes that are not UTF-8 are refused with their line and byte offset."
+    data = path.read_bytes()
+    try: return data.decode("utf-8").removeprefix("\ufeff")
+    except UnicodeDecodeError as e:
+        line = data.count(b"\n", 0, e.start) + 1
+        raise AttnPruneError(f"{path}, line {line} (byte {e.start}): byte 0x{data[e.start]:02x} is not UTF-8 "
+                             "text; re-save the file as UTF-8.") from None
+
 # %% ../nbs/01_data.ipynb #65d96b1b
 def _read_jsonl(path:Path)->pd.DataFrame:
-    "Read a JSON Lines file, naming the line of any malformed record."
-    rows = []
-    with open(path, encoding="utf-8") as f:
-        for i, line in enumerate(f, 1):
-            if not line.strip(): continue
-            try: rec = json.loads(line)
-            except json.JSONDecodeError as e:
-                msg = f"{path}, line {i}: not valid JSON ({e.msg}). Fix or remove that line."
-                raise AttnPruneError(msg) from None
-            if not isinstance(rec, dict):
-                raise AttnPruneError(f"{path}, line {i}: expected a JSON object per line, "
-                                     f"got {type(rec).__name__}.")
-            rows.append(rec)
-    return pd.DataFrame(rows)
+    "Read a JSON Lines file, naming the line of any malformed record; the index is the line number."
+    rows, lines = [], []
+    for i, line in enumerate(_decoded(path).split("\n"), 1):
+        if not line.strip(): continue
+        try: rec = json.loads(line)
+        except json.JSONDecodeError as e:
+            msg = f"{path}, line {i}: not valid JSON ({e.msg}). Fix or remove that line."
+            raise AttnPruneError(msg) from None
+        if not isinstance(rec, dict):
+            raise AttnPruneError(f"{path}, line {i}: expected a JSON object per line, "
+                                 f"got {type(rec).__name__}.")
+        rows.append(rec)
+        lines.append(i)
+    return pd.DataFrame(rows, index=pd.Index(lines, name="line"))
+
+# %% ../nbs/01_data.ipynb #8b9195c7
+def _read_delimited(path:Path, sep:str)->pd.DataFrame:
+    "Read a CSV or TSV file indexed by line, or by row (from 1) when a quoted text spans lines."
+    text = _decoded(path)
+    try: df = pd.read_csv(io.StringIO(text), sep=sep, keep_default_na=False)
+    except Exception as e:
+        raise AttnPruneError(f"{path}: could not be read as {path.suffix[1:].upper()} ({e}).") from None
+    lines = [i for i, l in enumerate(text.split("\n"), 1) if l.strip()][1:]
+    if len(lines) == len(df): return df.set_axis(pd.Index(lines, name="line"))
+    return df.set_axis(pd.Index(range(1, len(df) + 1), name="row"))
 
 # %% ../nbs/01_data.ipynb #0f3cb227
 def _read_table(path:Path)->pd.DataFrame:
-    "Read one JSONL, CSV or TSV file into a DataFrame."
+    "Read one JSONL, CSV or TSV file into a DataFrame indexed by line (or row)."
     if not path.exists():
         raise AttnPruneError(f"File not found: {path}. Check the path (relative paths start at "
                              f"{Path.cwd()}).")
     suf = path.suffix.lower()
     if suf in (".jsonl", ".json"): return _read_jsonl(path)
-    if suf in (".csv", ".tsv"):
-        try: return pd.read_csv(path, sep="\t" if suf == ".tsv" else ",", keep_default_na=False)
-        except Exception as e:
-            raise AttnPruneError(f"{path}: could not be read as {suf[1:].upper()} ({e}).") from None
+    if suf in (".csv", ".tsv"): return _read_delimited(path, "\t" if suf == ".tsv" else ",")
     raise AttnPruneError(f"{path}: unsupported file type {suf!r}; use .jsonl, .csv or .tsv.")
+
+# %% ../nbs/01_data.ipynb #26113eb0
+def _where(s:pd.Series, i)->str:
+    "Where index value `i` of a split file's column is: `line 12` (files) or `row 3`."
+    return f"{s.index.name or 'row'} {i}"
+
+# %% ../nbs/01_data.ipynb #03fb5ca6
+def _is_id(v)->bool:
+    "Is a label value a class id (an int, or a string of digits)?"
+    return isinstance(v, (int, np.integer)) or (isinstance(v, str) and v.strip().lstrip("-").isdigit())
+
+# %% ../nbs/01_data.ipynb #6ec8c771
+def _infer_classes(columns:list # (label Series, source) pairs: the label columns of the split files
+                  )->list:
+    "Classes the labels imply: '0'..'C-1' for int ids that use every id, else the sorted label names."
+    cols = [(s[s.notna() & (s.astype(str).str.strip() != "")], src) for s, src in columns]
+    if not all(s.map(_is_id).all() for s, _ in cols):
+        return sorted(set().union(*(s.astype(str) for s, _ in cols)))
+    cols = [(s.astype(int), src) for s, src in cols]
+    for s, src in cols:
+        if (s < 0).any():
+            raise AttnPruneError(f"{src}: label id {s[s < 0].iloc[0]} ({_where(s, (s < 0).idxmax())}) is "
+                                 "negative; class ids run 0..C-1: fix it or map names with --labels.")
+    used = set().union(*(set(s.tolist()) for s, _ in cols))
+    missing = sorted(set(range(max(used, default=-1) + 1)) - used)
+    if missing:
+        top = max(used)
+        s, src = next((s, src) for s, src in cols if (s == top).any())
+        few = ", ".join(map(str, missing[:8])) + (", ..." if len(missing) > 8 else "")
+        raise AttnPruneError(f"{src}: label ids run up to {top} ({_where(s, (s == top).idxmax())}) but ids "
+            f"{few} never occur; integer labels are class ids 0..C-1, each used: pass --labels NAME,... "
+            f"({top + 1} class names in id order) or renumber the labels 0..{len(used) - 1}.")
+    return [str(i) for i in range(len(used))]
+
+# %% ../nbs/01_data.ipynb #aaac6042
+def _check_present(df:pd.DataFrame, # columns text and label, indexed by line or row
+                   source:str, text_column:str, label_column:str):
+    "Refuse rows without a text or a label (missing key, null, empty label cell), naming the first."
+    for col, name in (("text", text_column), ("label", label_column)):
+        v = df[col]
+        miss = v.isna() | (v.astype(str).str.strip() == "") if col == "label" else v.isna()
+        if miss.any():
+            raise AttnPruneError(f"{source}, {_where(v, miss.idxmax())}: no {name!r} value ({int(miss.sum())} "
+                                 f"row(s) lack one); give every row a {name} or remove those rows.")
 
 # %% ../nbs/01_data.ipynb #9dda0c71
 def _label_ids(labels:pd.Series, classes:list|None, source:str)->tuple:
     "Map a label column (int ids or class names) to ids; returns (ids, classes)."
-    def _is_id(v):
-        return isinstance(v, (int, np.integer)) or (isinstance(v, str) and v.strip().lstrip("-").isdigit())
+    if classes is None: classes = _infer_classes([(labels, source)])
     if labels.map(_is_id).all():
         ids = labels.astype(int)
-        if classes is None: classes = [str(i) for i in range(int(ids.max()) + 1)] if len(ids) else []
         bad = ids[(ids < 0) | (ids >= len(classes))]
         if len(bad):
-            raise AttnPruneError(f"{source}: label id {int(bad.iloc[0])} (row {bad.index[0]}) is out of "
-                                 f"range for {len(classes)} classes {classes}; fix it or pass --labels.")
+            raise AttnPruneError(f"{source}: label id {int(bad.iloc[0])} ({_where(bad, bad.index[0])}) is out "
+                                 f"of range for {len(classes)} classes {classes}; fix it or pass --labels.")
         return ids, list(classes)
     names = labels.astype(str)
-    if classes is None: classes = sorted(names.unique())
     lookup = {str(c).lower(): i for i, c in enumerate(classes)}
     unknown = [n for n in names.unique() if n.lower() not in lookup]
     if unknown:
@@ -219,15 +278,28 @@ def _normalise(df:pd.DataFrame, classes:list|None, source:str, text_column="text
         if col not in df.columns:
             raise AttnPruneError(f"{source}: no column {col!r} (columns: {', '.join(map(str, df.columns))}); "
                                  f"name the right one with {opt}.")
-    out = pd.DataFrame({"text": df[text_column].astype(str), "label": df[label_column]})
+    out = pd.DataFrame({"text": df[text_column], "label": df[label_column]})
+    _check_present(out, source, text_column, label_column)
+    out["text"] = out["text"].astype(str)
     if "rationale" in df.columns: out["rationale"] = df["rationale"]
     ids, classes = _label_ids(out["label"], classes, source)
     out["label"] = ids.astype(int).values
     empty = out["text"].str.strip() == ""
     if empty.any() and on_empty == "error":
-        raise AttnPruneError(f"{source}: {int(empty.sum())} empty or whitespace-only texts (first at row "
-                             f"{empty.idxmax()}); remove them or use on_empty='skip'.")
+        raise AttnPruneError(f"{source}: {int(empty.sum())} empty or whitespace-only texts (first at "
+                             f"{_where(empty, empty.idxmax())}); remove them or use on_empty='skip'.")
     return out[~empty].reset_index(drop=True), classes, int(empty.sum())
+
+# %% ../nbs/01_data.ipynb #f99fbf92
+def _read_meta(path:Path)->dict:
+    "A task folder's meta.json: a JSON object (with `name` and `labels`), refused clearly otherwise."
+    try: meta = json.loads(_decoded(path))
+    except json.JSONDecodeError as e:
+        raise AttnPruneError(f"{path}, line {e.lineno}: not valid JSON ({e.msg}); fix the file.") from None
+    if not isinstance(meta, dict) or not isinstance(meta.get("labels", []), list):
+        raise AttnPruneError(f'{path}: expected a JSON object like {{"name": "sst2", "labels": ["negative", '
+                             '"positive"]}; fix the file.')
+    return meta
 
 # %% ../nbs/01_data.ipynb #91774907
 _SPLIT_SUFFIXES = (".jsonl", ".csv", ".tsv")
@@ -235,7 +307,7 @@ _SPLIT_SUFFIXES = (".jsonl", ".csv", ".tsv")
 def _split_files(path:Path)->tuple:
     "The split files and meta.json contents of a task folder or single file: (files, meta)."
     if not path.is_dir(): return {path.stem: path}, {}
-    meta = json.loads((path/"meta.json").read_text()) if (path/"meta.json").exists() else {}
+    meta = _read_meta(path/"meta.json") if (path/"meta.json").exists() else {}
     files = {p.stem: p for p in sorted(path.iterdir()) if p.suffix.lower() in _SPLIT_SUFFIXES}
     if not files:
         raise AttnPruneError(f"{path}: no split files (SPLIT.jsonl, SPLIT.csv or SPLIT.tsv) in this folder.")
@@ -258,10 +330,12 @@ def load_task_files(path:str|Path, # a folder of split files (optional meta.json
                              "file, or a built-in task name.")
     files, meta = _split_files(path)
     name = name or meta.get("name") or (path.name if path.is_dir() else path.stem)
-    classes = list(labels) if labels else meta.get("labels")
+    tables = {split: _read_table(f) for split, f in files.items()}
+    classes = list(labels) if labels else meta.get("labels") or _infer_classes(
+        [(t[label_column], str(files[s])) for s, t in tables.items() if label_column in t.columns])
     splits, skipped = {}, {}
-    for split, f in files.items():
-        splits[split], classes, skipped[split] = _normalise(_read_table(f), classes, str(f), text_column,
+    for split, df in tables.items():
+        splits[split], classes, skipped[split] = _normalise(df, classes, str(files[split]), text_column,
                                                             label_column, on_empty)
     dflt_words, dflt_template = TASK_DEFAULTS.get(name, (None, GENERIC_TEMPLATE))
     fits = dflt_words and len(dflt_words) == len(classes)
