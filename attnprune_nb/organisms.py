@@ -4,7 +4,7 @@
 
 # %% ../nbs/02b_organisms.ipynb #1d257079
 from __future__ import annotations
-import json, time, math
+import json, math, shutil, time, uuid
 from pathlib import Path
 
 # %% auto #0
@@ -17,6 +17,7 @@ import transformers
 from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer, PreTrainedTokenizerFast
 from tqdm.auto import tqdm
 from .core import AttnPruneError, seed_everything, cache_dir, stable_hash, atomic_dir
+from .core import write_manifest, check_manifest, warn
 from .data import Task, load_task
 from .models import load_model, _setup_tokenizer
 from .prompts import encode_prompts, pad_batch, label_token_ids
@@ -246,6 +247,34 @@ def _check_trainable(task:Task):
         raise AttnPruneError(f"Task {task.name!r} has no train split (splits: {', '.join(task.splits)}): an "
                              "organism learns from train only; add a train split (train.jsonl/csv/tsv).")
 
+# %% ../nbs/02b_organisms.ipynb #8f5a8b3b
+def _discard(folder:Path, # a damaged cache folder
+             why:str # what is wrong, naming the file
+            ):
+    "Warn in one line and remove a damaged organism folder (renamed first, so that no one loads it half gone)."
+    warn(f"{why}; the cached organism is rebuilt (retrained).")
+    aside = folder.parent/f".{folder.name}.damaged-{uuid.uuid4().hex[:8]}"
+    try: folder.rename(aside)
+    except FileNotFoundError: return None  # another process set it aside first
+    shutil.rmtree(aside, ignore_errors=True)
+
+# %% ../nbs/02b_organisms.ipynb #904cc203
+def _load_cached(folder:Path # an organism's cache folder
+                )->tuple|None: # (model, tokenizer), or None when absent or damaged (then removed)
+    "The cached organism in `folder` if its files are intact."
+    if not (folder/"organism.json").exists(): return None
+    bad = check_manifest(folder)
+    if bad: return _discard(folder, f"{bad[0]} does not match the sha256 it was cached with")
+    if bad == []: return load_model(folder, dtype="float32", device="cpu")
+    try: model, tok = load_model(folder, dtype="float32", device="cpu")  # no manifest: cached before them
+    except Exception as e:
+        why = (str(e).splitlines() or [type(e).__name__])[0]
+        return _discard(folder, f"{folder}/model.safetensors does not load ({type(e).__name__}: {why})")
+    if not all(torch.isfinite(p).all() for p in model.parameters()):
+        return _discard(folder, f"{folder}/model.safetensors holds NaN or infinite weights")
+    write_manifest(folder)
+    return model, tok
+
 # %% ../nbs/02b_organisms.ipynb #29786e77
 def train_organism(arch:str, # architecture: one of ARCHS
                    task:str|Task, # a task or anything `load_task` takes
@@ -259,7 +288,7 @@ def train_organism(arch:str, # architecture: one of ARCHS
     _check_trainable(task)
     s = organism_settings(arch, task, seed, **overrides)
     folder = organism_path(arch, task, seed, **overrides)
-    if cache and (folder/"organism.json").exists(): return load_model(folder, dtype="float32", device="cpu")
+    if cache and (cached := _load_cached(folder)) is not None: return cached
     tok = train_word_tokenizer(task, min_freq=s["min_freq"])
     torch.manual_seed(s["seed"])
     config = organism_config(arch, len(tok), s["n_layers"], s["hidden"], s["heads"], s["max_len"],
@@ -275,4 +304,5 @@ def train_organism(arch:str, # architecture: one of ARCHS
             model.save_pretrained(tmp)
             save_tokenizer(tok, tmp)
             (tmp/"organism.json").write_text(json.dumps(info, indent=1))
+            write_manifest(tmp)
     return model, tok
