@@ -9,8 +9,8 @@ from dataclasses import dataclass
 
 # %% auto #0
 __all__ = ['ARCH_SPECS', 'STRATEGIES', 'ArchSpec', 'arch_spec', 'decoder_layers', 'dropped_layers', 'attention_importance',
-           'DroppedAttention', 'validate_layers', 'drop_attention', 'restore', 'attention_dropped', 'attention_masked',
-           'kv_cache_bytes', 'layers_to_drop', 'measure_efficiency']
+           'DroppedAttention', 'validate_layers', 'DroppedCacheLayer', 'drop_attention', 'restore', 'attention_dropped',
+           'attention_masked', 'kv_cache_bytes', 'layers_to_drop', 'measure_efficiency']
 
 # %% ../nbs/04_prune.ipynb #13ab2431
 import numpy as np
@@ -159,24 +159,45 @@ def _cache_kwarg(base)->str:
     params = inspect.signature(base.forward).parameters
     return "cache" if "cache" in params else "past_key_values"
 
+# %% ../nbs/04_prune.ipynb #dc1a2bd9
+class DroppedCacheLayer(DummyLayer):
+    "The KV-cache layer of a dropped attention layer: stores nothing, answers length questions from a kept layer."
+    is_sliding = False # never the layer that sizes a sliding-window mask
+    def __init__(self, source # the cache layer of the first kept layer of the same cache
+                ):
+        super().__init__()
+        self.source = source
+    def get_seq_length(self)->int: return self.source.get_seq_length()
+    def get_mask_sizes(self, query_length:int)->tuple: return self.source.get_mask_sizes(query_length)
+    def get_max_length(self)->int: return self.source.get_max_length()
+    def get_max_cache_shape(self)->int: return self.source.get_max_length()
+    def lazy_initialization(self, key_states, value_states): return None
+    def update(self, key_states, value_states, *args, **kwargs):
+        "Refuse keys and values: a dropped layer computes none."
+        if key_states is None and value_states is None: return None, None
+        raise AttnPruneError("The cache layer of a dropped attention layer was given keys: restore the layer "
+                             "with `restore`, or start a new cache after dropping.")
+    def __repr__(self): return f"DroppedCacheLayer(source={type(self.source).__name__})"
+
 # %% ../nbs/04_prune.ipynb #5e7aab48
-def _mark_cache(cache, dropped:set, n_layers:int):
-    "Put a DummyLayer at each dropped layer of `cache` (which must hold nothing there yet)."
+def _mark_cache(cache, dropped:set, n_layers:int, skip:int=0):
+    "Put a `DroppedCacheLayer` at each dropped layer (and each layer below `skip`) of `cache`."
     c = getattr(cache, "self_attention_cache", cache)
     if not hasattr(c, "layers"): return
     fill = getattr(c, "layer_class_to_replicate", None) or DynamicLayer
     while len(c.layers) < n_layers: c.layers.append(fill())
     for l in dropped:
         lay = c.layers[l]
-        if isinstance(lay, DummyLayer): continue
-        if getattr(lay, "keys", None) is not None and lay.keys.numel() > 0:
+        if not isinstance(lay, DummyLayer) and getattr(lay, "keys", None) is not None and lay.keys.numel():
             raise AttnPruneError(f"The KV cache already holds keys for layer {l}, whose attention is now "
                                  "dropped: start a new cache after dropping.")
-        c.layers[l] = DummyLayer()
+    gone = set(dropped) | set(range(skip))
+    source = c.layers[min(l for l in range(n_layers) if l not in gone)]
+    for l in gone: c.layers[l] = DroppedCacheLayer(source)
 
 # %% ../nbs/04_prune.ipynb #80efda17
 def _cache_pre_hook(model):
-    "A pre-hook on the cache-building module: every cache it sees holds a DummyLayer at each dropped layer."
+    "A pre-hook on the cache-building module: every cache it sees holds a stand-in at each dropped layer."
     base = _get(model, arch_spec(model).base)
     name, n = _cache_kwarg(base), model.config.num_hidden_layers
     def _hook(mod, args, kwargs):
@@ -187,7 +208,7 @@ def _cache_pre_hook(model):
         if cache is None and use_cache:
             cache = DynamicCache(config=mod.config)
             kwargs[name] = cache
-        if cache is not None: _mark_cache(cache, dropped, n)
+        if cache is not None: _mark_cache(cache, dropped, n, getattr(model, "_attnprune_skip", 0))
         return args, kwargs
     return base.register_forward_pre_hook(_hook, with_kwargs=True)
 
