@@ -142,22 +142,25 @@ MANIFEST = "manifest.json"
 
 def write_manifest(folder:str|Path # a finished folder; every file below it is recorded
                   )->Path:
-    "Record the sha256 of every file below `folder` in its `manifest.json`, written atomically (do it last)."
+    "Record size, mtime and sha256 of each file below `folder` in its `manifest.json`, atomically (do it last)."
     folder = Path(folder)
-    files = sorted(p for p in folder.rglob("*") if p.is_file() and p.name != MANIFEST)
-    sums = {p.relative_to(folder).as_posix(): file_sha256(p) for p in files}
-    return atomic_write_text(folder/MANIFEST, json.dumps(dict(sha256=sums), indent=1))
+    files = sorted(p for p in folder.rglob("*")
+                   if p.is_file() and not p.name.startswith(".") and p.name != MANIFEST)
+    recs = {p.relative_to(folder).as_posix(): dict(size=p.stat().st_size, mtime_ns=p.stat().st_mtime_ns,
+                                                   sha256=file_sha256(p)) for p in files}
+    return atomic_write_text(folder/MANIFEST, json.dumps(dict(files=recs), indent=1))
 
 # %% ../nbs/00_core.ipynb #bd838227
 def check_manifest(folder:str|Path # a folder written with `write_manifest` last
                   )->list|None: # None without a manifest, else the damaged or missing files ([] if intact)
-    "The files of `folder` that no longer match its manifest."
+    "The files of `folder` that no longer match its manifest (every file is hashed)."
     folder = Path(folder)
     if not (folder/MANIFEST).exists(): return None
-    try: sums = json.loads((folder/MANIFEST).read_text())["sha256"]
-    except (ValueError, KeyError, TypeError): return [str(folder/MANIFEST)]
-    bad = [f for f, s in sums.items() if not (folder/f).is_file() or file_sha256(folder/f) != s]
-    return [str(folder/f) for f in bad]
+    def _ok(f:Path, rec:dict)->bool:
+        return f.is_file() and f.stat().st_size == rec["size"] and file_sha256(f) == rec["sha256"]
+    try: return [str(folder/f) for f, rec in json.loads((folder/MANIFEST).read_text())["files"].items()
+                 if not _ok(folder/f, rec)]
+    except (OSError, ValueError, KeyError, TypeError, AttributeError): return [str(folder/MANIFEST)]
 
 # %% ../nbs/00_core.ipynb #08572925
 def warn(msg:str # one line: what happened and what was done about it
