@@ -258,6 +258,19 @@ def _discard(folder:Path, # a damaged cache folder
     except FileNotFoundError: return None  # another process set it aside first
     shutil.rmtree(aside, ignore_errors=True)
 
+# %% ../nbs/02b_organisms.ipynb #b29e86c6
+def _weights_problem(folder:Path # a model folder
+                    )->str|None:
+    "Why the weights of `folder` are unusable (they do not load, or are not finite), naming the file; else None."
+    from safetensors.torch import load_file
+    for f in sorted(folder.glob("*.safetensors")) or [folder/"model.safetensors"]:
+        try: weights = load_file(f)
+        except Exception as e:
+            return f"{f} does not load ({type(e).__name__}: {(str(e).splitlines() or [''])[0][:120]})"
+        if not all(torch.isfinite(w).all() for w in weights.values()):
+            return f"{f} holds NaN or infinite weights"
+    return None
+
 # %% ../nbs/02b_organisms.ipynb #904cc203
 def _load_cached(folder:Path # an organism's cache folder
                 )->tuple|None: # (model, tokenizer), or None when absent or damaged (then removed)
@@ -265,15 +278,10 @@ def _load_cached(folder:Path # an organism's cache folder
     if not (folder/"organism.json").exists(): return None
     bad = check_manifest(folder)
     if bad: return _discard(folder, f"{bad[0]} does not match the sha256 it was cached with")
-    if bad == []: return load_model(folder, dtype="float32", device="cpu")
-    try: model, tok = load_model(folder, dtype="float32", device="cpu")  # no manifest: cached before them
-    except Exception as e:
-        why = (str(e).splitlines() or [type(e).__name__])[0]
-        return _discard(folder, f"{folder}/model.safetensors does not load ({type(e).__name__}: {why})")
-    if not all(torch.isfinite(p).all() for p in model.parameters()):
-        return _discard(folder, f"{folder}/model.safetensors holds NaN or infinite weights")
-    write_manifest(folder)
-    return model, tok
+    if bad is None:  # cached before manifests: its weights must load, finite
+        if why := _weights_problem(folder): return _discard(folder, why)
+        write_manifest(folder)
+    return load_model(folder, dtype="float32", device="cpu")
 
 # %% ../nbs/02b_organisms.ipynb #29786e77
 def train_organism(arch:str, # architecture: one of ARCHS

@@ -101,3 +101,53 @@ def test_every_method_with_multi_token_label_words(method):
     a = attribute(model, tok, task, texts, method, n_steps=8, n_samples=16)
     assert [len(s) for s in a.scores] == [b - s0 for s0, b in a.enc.spans]
     assert all(np.isfinite(s).all() for s in a.scores)
+
+
+# --- issue 20: a damaged organism cache is rebuilt, not a raw SafetensorError or NaN probabilities forever ---
+import os, subprocess, sys
+from fastcore.xtras import modified_env
+from attnprune_nb.core import check_manifest
+from attnprune_nb.organisms import organism_path
+
+QUICK = dict(steps=5, n_layers=4, hidden=32)
+PROMPTS = ["Review: the movie was great", "Review: a dull , boring plot"]
+FRESH_LOAD = r"""
+import sys, torch
+from attnprune_nb.organisms import train_organism
+model, tok = train_organism("llama", "synthetic-sentiment", progress=False, steps=5, n_layers=4, hidden=32)
+with torch.no_grad(): torch.save(model(**tok(sys.argv[2:], return_tensors="pt", padding=True)).logits, sys.argv[1])
+"""
+
+
+def fresh_load(cache, out):
+    "Load (or rebuild) the quick organism in a fresh process; returns (its logits, its attnprune stderr lines)."
+    env = {**os.environ, "ATTNPRUNE_CACHE": str(cache), "HF_HUB_OFFLINE": "1"}
+    r = subprocess.run([sys.executable, "-c", FRESH_LOAD, str(out), *PROMPTS], env=env, capture_output=True,
+                       text=True, timeout=600)
+    assert r.returncode == 0, r.stderr[-3000:]
+    return torch.load(out), [l for l in r.stderr.splitlines() if l.startswith("attnprune")]
+
+
+@pytest.mark.parametrize("damage", ["truncated", "overwritten", "truncated_without_manifest"])
+def test_damaged_organism_cache_is_rebuilt_in_fresh_process(tmp_path, damage):
+    cache = tmp_path/"cache"
+    with modified_env(ATTNPRUNE_CACHE=str(cache)):
+        model, tok = train_organism("llama", "synthetic-sentiment", progress=False, **QUICK)
+        folder = organism_path("llama", "synthetic-sentiment", **QUICK)
+    with torch.no_grad(): want = model(**tok(PROMPTS, return_tensors="pt", padding=True)).logits
+    weights = folder/"model.safetensors"
+    assert check_manifest(folder) == []
+    if damage.endswith("without_manifest"): (folder/"manifest.json").unlink()  # cached before manifests
+    with open(weights, "r+b") as f:
+        if damage == "overwritten": f.seek(weights.stat().st_size - 40); f.write(b"\xff" * 8)
+        else: f.truncate(weights.stat().st_size // 2)
+    got, lines = fresh_load(cache, tmp_path/"a.pt")
+    why = ("model.safetensors does not load (SafetensorError" if damage.endswith("without_manifest")
+           else "model.safetensors does not match the sha256 it was cached with")
+    assert len(lines) == 1 and lines[0].startswith(f"attnprune: warning: {folder}/{why}"), lines
+    assert lines[0].endswith("the cached organism is rebuilt (retrained)."), lines
+    torch.testing.assert_close(got, want, atol=1e-5, rtol=0)  # retrained to the same predictions
+    assert check_manifest(folder) == []
+    if damage == "truncated":
+        again, lines = fresh_load(cache, tmp_path/"b.pt")  # the rebuilt cache loads silently
+        assert lines == [] and torch.equal(again, got)
