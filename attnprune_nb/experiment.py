@@ -9,14 +9,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 # %% auto #0
-__all__ = ['FAITH_KEYS', 'CAL_KEYS', 'FAITH_REPORTED', 'CONTENT_FREE', 'DEFAULT_STUDY', 'OPT_INT', 'OPT_STR', 'CONFIG_TYPES',
-           'CELL_VERSION', 'score_prompts', 'eval_split', 'heldout_split', 'CellResult', 'recalibration',
-           'faithfulness_summary', 'subset_prompts', 'cell_faithfulness', 'evaluate_cell', 'cell_efficiency',
-           'SweepSettings', 'check_model_spec', 'check_faithfulness_rules', 'validate_config', 'load_config',
-           'sweep_task', 'prompt_task', 'task_split', 'check_task', 'check_model', 'check_sweep', 'file_hash',
-           'model_fingerprint', 'task_hash', 'resolve_k', 'model_layers', 'model_label', 'cell_methods',
-           'cell_identity', 'expand_cells', 'shard_cells', 'CellPlan', 'plan_cells', 'group_cells', 'importance_sample',
-           'load_sweep_model', 'cell_record', 'run_group', 'write_cell', 'cell_line', 'run_sweep']
+__all__ = ['FAITH_KEYS', 'CAL_KEYS', 'FAITH_REPORTED', 'CONTENT_FREE', 'TEMPERATURE_BOUNDS', 'DEFAULT_STUDY', 'OPT_INT',
+           'OPT_STR', 'CONFIG_TYPES', 'CELL_VERSION', 'CELL_KEYS', 'score_prompts', 'eval_split', 'heldout_split',
+           'CellResult', 'majority_share', 'temperature_at_bound', 'recalibration', 'faithfulness_summary',
+           'subset_prompts', 'cell_faithfulness', 'evaluate_cell', 'cell_efficiency', 'SweepSettings',
+           'check_model_spec', 'check_faithfulness_rules', 'check_draws', 'validate_config', 'load_config',
+           'sweep_task', 'prompt_task', 'task_split', 'check_task', 'check_model', 'file_hash', 'model_fingerprint',
+           'task_hash', 'resolve_k', 'model_layers', 'model_label', 'check_k', 'check_sweep', 'cell_methods',
+           'random_layer_seed', 'cell_identity', 'group_expand', 'expand_cells', 'shard_cells', 'CellPlan',
+           'plan_cells', 'group_cells', 'importance_sample', 'load_sweep_model', 'cell_record', 'run_group',
+           'write_cell', 'cell_line', 'run_sweep']
 
 # %% ../nbs/08_experiment.ipynb #9c550e38
 import numpy as np
@@ -92,9 +94,11 @@ class CellResult:
     label_mass:float # mean probability mass on the label words
     calibration:dict # raw calibration metrics (CAL_KEYS)
     n_truncated:int=0 # prompts whose text was cut to fit the context
+    majority_share:float=float("nan") # share of predictions that are the most frequent predicted class
     temperature:float|None=None # temperature fitted on `fit_split` (None: no held-out split)
     fit_split:str|None=None # the split temperature scaling was fitted on
     fit_n:int=0 # examples of `fit_split` the fit used
+    temperature_at_bound:bool|None=None # the fitted temperature sits at the fit's bound (None: no fit)
     calibration_after_temperature:dict=field(default_factory=dict) # calibration after temperature scaling
     contextual:dict=field(default_factory=dict) # accuracy, macro-F1, calibration after contextual calibration
     faithfulness:dict=field(default_factory=dict) # method -> mean faithfulness metrics
@@ -105,11 +109,31 @@ class CellResult:
     strategy:str="none" # pruning strategy (set by the runner)
     k:int=0 # attention layers dropped (set by the runner)
     seed:int=0 # seed of the cell
+    demo_seed:int=0 # the demonstration draw of the cell's prompt (set by the runner)
+    draw:int=0 # the random strategy's draw index (0 for other strategies; set by the runner)
     seconds:float=0.0 # wall time of the cell
 
     def summary(self)->dict:
         "Every field but the per-example arrays, as plain JSON-ready values."
         return {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name != "examples"}
+
+# %% ../nbs/08_experiment.ipynb #50418a23
+def majority_share(pred # predicted class ids
+                  )->float:
+    "Share of predictions that are the most frequent predicted class (NaN when there are none)."
+    pred = np.asarray(pred, dtype=int)
+    return float(np.bincount(pred).max() / len(pred)) if len(pred) else float("nan")
+
+# %% ../nbs/08_experiment.ipynb #f6600b85
+TEMPERATURE_BOUNDS = inspect.signature(fit_temperature).parameters["bounds"].default
+
+def temperature_at_bound(T:float|None, # a fitted temperature (None: none was fitted)
+                         bounds:tuple=TEMPERATURE_BOUNDS, # the search interval of the fit
+                         tol:float=1e-3 # |log(T / bound)| below this counts as at the bound
+                        )->bool|None:
+    "Whether a fitted temperature sits at a bound of the fit's search interval."
+    if T is None: return None
+    return bool(min(abs(np.log(T / b)) for b in bounds) < tol)
 
 # %% ../nbs/08_experiment.ipynb #fd5ffc61
 def recalibration(model, tok, task:Task, # model, tokenizer and task
@@ -128,7 +152,7 @@ def recalibration(model, tok, task:Task, # model, tokenizer and task
         hx = sample_split(task.split(fs), n_calib, seed)
         hlp = score_prompts(model, tok, task, hx.text.tolist(), chat, token_budget)[2]
         T = fit_temperature(hlp, hx.label.to_numpy())
-        out.update(temperature=T, fit_split=fs, fit_n=len(hx),
+        out.update(temperature=T, fit_split=fs, fit_n=len(hx), temperature_at_bound=temperature_at_bound(T),
                    calibration_after_temperature=calibration_report(apply_temperature(log_probs, T), labels,
                        list(CAL_KEYS)))
     if contextual:
@@ -221,7 +245,8 @@ def evaluate_cell(model, tok, task:Task, # a (possibly pruned) model, its tokeni
     res = CellResult(task.name, split, len(ex), dropped_layers(model), accuracy(pred, y),
                      macro_f1(pred, y, task.n_classes), float(mass.mean()) if len(mass) else float("nan"),
                      calibration_report(np.exp(lp), y,
-                         list(CAL_KEYS)), n_truncated=enc.n_truncated, seed=seed)
+                         list(CAL_KEYS)), n_truncated=enc.n_truncated, majority_share=majority_share(pred),
+                     seed=seed)
     res = dataclasses.replace(res, **recalibration(model, tok, task, lp, y, split, n_calib, seed, contextual,
         chat, token_budget))
     faith, rows, scores, pos = cell_faithfulness(model, tok, task, enc, lp, y, methods, faithfulness_n,
@@ -267,13 +292,21 @@ class SweepSettings:
     token_budget:int|None=None # padded tokens per forward pass (None: the device default; no result changes)
     task_options:dict=field(default_factory=dict) # load_task options: template, label_words, columns, labels
     shots:int|str=0 # few-shot demonstrations drawn from train; "per_class": one per class of each task
-    demo_seed:int=0 # seed of the demonstrations
+    demo_seed:int=0 # seed of the demonstrations (one set; `demo_seeds` gives several)
+    demo_seeds:list|None=None # seeds of several demonstration sets, each its own cells (None: [demo_seed])
+    random_draws:int=1 # independent draws of the `random` strategy per (model, k), each a cell
+    random_seed:int|None=None # seed of the random draws (None: each sample seed draws once, as before)
+    equivalence_margin:float|None=None # accuracy margin of "held" (0.03: 3 points), fixed before the run
     chat:bool=False # format prompts with the tokenizer's chat template
     contextual:bool=False # also report contextual calibration
     efficiency:bool=True # measure params, KV-cache bytes and timing
     device_map:str|None=None # e.g. "auto" to spread a large model over GPUs
     backend:str="local" # "local" or "ray"
     resources:dict=field(default_factory=dict) # Ray resources per group: num_cpus, num_gpus, memory
+
+    def demo_sets(self)->list:
+        "The seeds of the demonstration sets the sweep runs."
+        return list(self.demo_seeds) if self.demo_seeds is not None else [self.demo_seed]
 
     def as_dict(self)->dict:
         "The settings as a plain dict (what `config.json` holds)."
@@ -295,7 +328,9 @@ CONFIG_TYPES = {"models": list, "tasks": list, "split": (str, dict, type(None)),
                 "removal": str, "out": str, "n_calib": int, "calibration_n": int, "importance_n": int,
                 "ig_steps": OPT_INT, "flip_curve": bool, "batch_size": int, "token_budget": OPT_INT,
                 "task_options": dict,
-                "shots": (int, str), "demo_seed": int, "chat": bool, "contextual": bool, "efficiency": bool,
+                "shots": (int, str), "demo_seed": int,
+                "demo_seeds": (list, type(None)), "random_draws": int, "random_seed": OPT_INT,
+                "equivalence_margin": (float, type(None)), "chat": bool, "contextual": bool, "efficiency": bool,
                 "device_map": OPT_STR, "backend": str, "resources": dict}
 
 # %% ../nbs/08_experiment.ipynb #63554702
@@ -332,6 +367,27 @@ def check_faithfulness_rules(rules:list # the `faithfulness` overrides
         if not isinstance(r.get("n"), (int, type(None))):
             raise AttnPruneError(f"Config key 'faithfulness[{i}].n' must be a whole number or null.")
 
+# %% ../nbs/08_experiment.ipynb #32fe302f
+def check_draws(c:dict # the config with defaults filled
+               ):
+    "Check the demonstration sets, the random draws and their seed, and the equivalence margin."
+    ds, whole = c["demo_seeds"], lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 0
+    if ds is not None and (not ds or not all(map(whole, ds)) or len(set(ds)) < len(ds)):
+        raise AttnPruneError(f"Config key 'demo_seeds' must list distinct whole numbers >= 0, got {ds!r}.")
+    if ds is not None and len(ds) > 1 and c["shots"] == 0:
+        raise AttnPruneError("Config key 'demo_seeds': several demonstration sets need shots > 0 "
+                             "(or per_class).")
+    if c["random_draws"] < 1:
+        raise AttnPruneError(f"Config key 'random_draws' must be >= 1, got {c['random_draws']}.")
+    if c["random_seed"] is not None and c["random_seed"] < 0:
+        raise AttnPruneError(f"Config key 'random_seed' must be >= 0 or null, got {c['random_seed']}.")
+    if c["random_draws"] > 1 and c["random_seed"] is None:
+        raise AttnPruneError("Config key 'random_draws' > 1 needs 'random_seed' (the draws' own seed).")
+    m = c["equivalence_margin"]
+    if m is not None and not 0 < m < 1:
+        raise AttnPruneError(f"Config key 'equivalence_margin' is a share of accuracy in (0, 1) "
+                             f"(0.03 = 3 points), got {m}.")
+
 # %% ../nbs/08_experiment.ipynb #56979473
 def validate_config(cfg:dict|SweepSettings # a config mapping (missing keys take SweepSettings' defaults)
                    )->SweepSettings:
@@ -367,6 +423,11 @@ def validate_config(cfg:dict|SweepSettings # a config mapping (missing keys take
     if c["shots"] != "per_class" and (isinstance(c["shots"], str) or c["shots"] < 0):
         raise AttnPruneError(f"Config key 'shots' must be a number >= 0 or per_class, got {c['shots']!r}.")
     check_faithfulness_rules(c["faithfulness"])
+    check_draws(c)
+    if c["demo_seeds"] is not None and "demo_seed" in cfg and cfg["demo_seed"] != c["demo_seeds"][0]:
+        raise AttnPruneError("Config keys 'demo_seed' and 'demo_seeds': give one of them (demo_seeds for "
+                             "several).")
+    if c["demo_seeds"] is not None: c["demo_seed"] = c["demo_seeds"][0]
     return SweepSettings(**c)
 
 # %% ../nbs/08_experiment.ipynb #6f62524b
@@ -395,11 +456,13 @@ def sweep_task(settings:SweepSettings, # the sweep
 
 # %% ../nbs/08_experiment.ipynb #58048a43
 def prompt_task(settings:SweepSettings, # the sweep
-                task:Task # the task from `sweep_task`
+                task:Task, # the task from `sweep_task`
+                demo_seed:int|None=None # the demonstration set (None: the sweep's first)
                )->Task:
     "The task with the sweep's few-shot demonstrations in its prompt (unchanged for shots=0)."
     k = task.n_classes if settings.shots == "per_class" else settings.shots
-    return task.with_shots(k, seed=settings.demo_seed) if k else task
+    seed = settings.demo_sets()[0] if demo_seed is None else demo_seed
+    return task.with_shots(k, seed=seed) if k else task
 
 # %% ../nbs/08_experiment.ipynb #3f654a85
 def task_split(settings:SweepSettings, # the sweep
@@ -423,7 +486,7 @@ def check_task(settings:SweepSettings, # the sweep
         raise AttnPruneError(f"Task {name!r}: split {split!r} has no labelled examples (labels must be "
             f"0..{task.n_classes - 1}); "
                              f"set `split:` to one that has them ({', '.join(others) or 'none'}).")
-    prompt_task(settings, task)
+    for demo in settings.demo_sets(): prompt_task(settings, task, demo)
 
 # %% ../nbs/08_experiment.ipynb #c4a4ac71
 def _builtin_row(name:str)->dict|None:
@@ -455,18 +518,6 @@ def check_model(spec, # one entry of `models`
     elif not hub_available():
         raise AttnPruneError(f"Config key 'models[{i}]': {spec!r} needs the Hugging Face hub, which is not "
             f"reachable.")
-
-# %% ../nbs/08_experiment.ipynb #22f9fcbf
-def check_sweep(settings:SweepSettings # the sweep
-               ):
-    "Check every task and model of a sweep before any model loads."
-    for name in settings.tasks: check_task(settings, name)
-    names = pd.Series({t: sweep_task(settings, t).name for t in settings.tasks})
-    if names.duplicated().any():
-        same = names[names.duplicated(keep=False)]
-        raise AttnPruneError(f"Tasks {', '.join(same.index)} are all named {same.iloc[0]!r}: results rows "
-                             "name tasks, so they would mix. Run them in separate sweeps (--out).")
-    for i, spec in enumerate(settings.models): check_model(spec, i)
 
 # %% ../nbs/08_experiment.ipynb #b8defa13
 def file_hash(path:str|Path # a file
@@ -542,6 +593,33 @@ def model_label(spec, # a `models` entry
     if isinstance(spec, dict): return spec.get("name") or f"organism-{spec['arch']}"
     return Path(spec).name if Path(spec).exists() else spec
 
+# %% ../nbs/08_experiment.ipynb #81d722fd
+def check_k(settings:SweepSettings, # the sweep
+            spec, # one entry of `models`
+            task:Task # a task of the sweep (organisms' layer counts depend on it)
+           ):
+    "Check that every k leaves at least one attention layer of the model (skipped when its depth is unknown)."
+    layers = model_layers(spec, task)
+    if not layers: return
+    for k in settings.k:
+        if resolve_k(k, layers) >= layers:
+            raise AttnPruneError(f"Config key 'k': k={k} would drop every attention layer of the "
+                                 f"{layers}-layer model {model_label(spec)}: use k < {layers}.")
+
+# %% ../nbs/08_experiment.ipynb #22f9fcbf
+def check_sweep(settings:SweepSettings # the sweep
+               ):
+    "Check every task, model and k of a sweep before any model loads."
+    for name in settings.tasks: check_task(settings, name)
+    names = pd.Series({t: sweep_task(settings, t).name for t in settings.tasks})
+    if names.duplicated().any():
+        same = names[names.duplicated(keep=False)]
+        raise AttnPruneError(f"Tasks {', '.join(same.index)} are all named {same.iloc[0]!r}: results rows "
+                             "name tasks, so they would mix. Run them in separate sweeps (--out).")
+    for i, spec in enumerate(settings.models): check_model(spec, i)
+    for spec in settings.models:
+        for name in settings.tasks: check_k(settings, spec, sweep_task(settings, name))
+
 # %% ../nbs/08_experiment.ipynb #ce2e9353
 def cell_methods(settings:SweepSettings, # the sweep
                  spec, # the cell's `models` entry
@@ -557,11 +635,19 @@ def cell_methods(settings:SweepSettings, # the sweep
             return list(r.get("methods", settings.methods)), r.get("n", settings.faithfulness_n)
     return list(settings.methods), settings.faithfulness_n
 
+# %% ../nbs/08_experiment.ipynb #92bcd42b
+def random_layer_seed(settings:SweepSettings, # the sweep
+                      cell:dict # a cell (seed, strategy, draw)
+                     )->int:
+    "The seed `layers_to_drop` gets for a cell: the random draw's own seed, else the sample seed."
+    if cell["strategy"] != "random" or settings.random_seed is None: return cell["seed"]
+    return int(np.random.SeedSequence([settings.random_seed, cell.get("draw", 0)]).generate_state(1)[0])
+
 # %% ../nbs/08_experiment.ipynb #89d1d57e
 CELL_VERSION = 2  # bump when evaluation changes results
 
 def cell_identity(settings:SweepSettings, # the sweep
-                  cell:dict, # a cell (model, spec, task, seed, strategy, k)
+                  cell:dict, # a cell (model, spec, task, demo_seed, seed, strategy, k, draw)
                   model_hash:str, # `model_fingerprint` of its model
                   task_fingerprint:str, # `task_hash` of its prompt task
                   split:str, # the scored split
@@ -574,13 +660,49 @@ def cell_identity(settings:SweepSettings, # the sweep
                  seed=cell["seed"], strategy=cell["strategy"], k=cell["k"], n=s.n, methods=methods,
                  faithfulness_n=faith_n, removal=s.removal, n_calib=s.n_calib, calibration_n=s.calibration_n,
                  ig_steps=s.ig_steps, task_options=s.task_options, shots=s.shots if shots is None else shots,
-                 demo_seed=s.demo_seed, chat=s.chat, contextual=s.contextual, efficiency=s.efficiency,
-                 device_map=s.device_map)
+                 demo_seed=cell.get("demo_seed", s.demo_seed), chat=s.chat, contextual=s.contextual,
+                 efficiency=s.efficiency, device_map=s.device_map)
     if cell["strategy"].startswith("similarity"): ident["importance_n"] = s.importance_n
     if not s.flip_curve: ident["flip_curve"] = False  # absent when on: ids of older runs stay valid
+    if cell["strategy"] == "random" and s.random_seed is not None:  # absent without: older ids stay valid
+        ident.update(random_seed=s.random_seed, draw=cell.get("draw", 0))
     return ident
 
 # %% ../nbs/08_experiment.ipynb #28508343
+def _pruned_cells(settings:SweepSettings)->list:
+    "(strategy, k, draw) of every pruned cell of a group, in run order (`random_draws` draws of `random`)."
+    def draws(s): return range(settings.random_draws if s == "random" else 1)
+    return [(s, k, i) for s in settings.strategies for k in settings.k if k != 0 for i in draws(s)]
+
+# %% ../nbs/08_experiment.ipynb #ed46ee27
+def group_expand(settings:SweepSettings, # the sweep
+                 spec, # a `models` entry
+                 name:str, # a task of the sweep
+                 demo:int, # the demonstration set
+                 seed:int, # the sample seed
+                 notes:list|None=None # collects a note per duplicate cell dropped after k rounding
+                )->list:
+    "The cells of one (model, task, demonstration set, seed) group, with their ids."
+    base = sweep_task(settings, name)
+    task, layers = prompt_task(settings, base, demo), model_layers(spec, base)
+    mhash = model_fingerprint(spec, base)
+    thash, split, seen = task_hash(task), task_split(settings, name, task), {}
+    for strategy, k, draw in [("none", 0, 0)] + _pruned_cells(settings):
+        kk = resolve_k(k, layers) if layers else k
+        c = dict(model=model_label(spec), spec=spec, task=name, demo_seed=demo, seed=seed, strategy=strategy,
+                 k=kk, draw=draw, k_requested=[k])
+        if (strategy, kk, draw) in seen:
+            first = seen[strategy, kk, draw]["k_requested"]
+            if notes is not None and draw == 0:
+                notes.append(f"{c['model']} on {name}: k={k} rounds to {kk} like k={first[0]}; "
+                             f"one {strategy} cell")
+            first.append(k)
+            continue
+        c["id"] = stable_hash(cell_identity(settings, c, mhash, thash, split, len(task.demonstrations)), 12)
+        seen[strategy, kk, draw] = c
+    return list(seen.values())
+
+# %% ../nbs/08_experiment.ipynb #c18b3145
 def expand_cells(settings:SweepSettings, # the sweep
                  notes:list|None=None # collects a note per duplicate cell dropped after k rounding
                 )->list:
@@ -589,28 +711,8 @@ def expand_cells(settings:SweepSettings, # the sweep
     for name in settings.tasks:  # task-major: a resumed or interrupted run has every model on the first tasks
         for spec in settings.models:
             if isinstance(spec, dict) and spec.get("task") not in (None, name): continue
-            base = sweep_task(settings, name)
-            task, layers = prompt_task(settings, base), model_layers(spec, base)
-            mhash, thash = model_fingerprint(spec, base), task_hash(task)
-            split = task_split(settings, name, task)
-            pruned = [(s, k) for s in settings.strategies for k in settings.k if k != 0]
-            for seed in settings.seeds:
-                seen = {}
-                for strategy, k in [("none", 0)] + pruned:
-                    kk = resolve_k(k, layers) if layers else k
-                    c = dict(model=model_label(spec), spec=spec, task=name, seed=seed, strategy=strategy,
-                        k=kk, k_requested=[k])
-                    if (strategy, kk) in seen:
-                        seen[strategy, kk]["k_requested"].append(k)
-                        first = seen[strategy, kk]["k_requested"][0]
-                        note = (f"{c['model']} on {name}: k={k} rounds to {kk} like k={first}; "
-                                f"one {strategy} cell")
-                        if notes is not None: notes.append(note)
-                        continue
-                    ident = cell_identity(settings, c, mhash, thash, split, len(task.demonstrations))
-                    c["id"] = stable_hash(ident, 12)
-                    seen[strategy, kk] = c
-                    cells.append(c)
+            for demo in settings.demo_sets():
+                for seed in settings.seeds: cells += group_expand(settings, spec, name, demo, seed, notes)
     return cells
 
 # %% ../nbs/08_experiment.ipynb #79c12d6d
@@ -657,11 +759,12 @@ def plan_cells(settings:SweepSettings, # the sweep (validated and checked)
 # %% ../nbs/08_experiment.ipynb #71a2d06d
 def group_cells(cells:list # cells from `plan_cells`
                )->list:
-    "Cells grouped by (model entry, task, seed), in first-seen order."
+    "Cells grouped by (model entry, task, demonstration set, seed), in first-seen order."
     groups = {}
     for c in cells:
-        groups.setdefault((json.dumps(c["spec"], sort_keys=True, default=str), c["task"], c["seed"]),
-            []).append(c)
+        spec = json.dumps(c["spec"], sort_keys=True, default=str)
+        key = (spec, c["task"], c.get("demo_seed", 0), c["seed"])
+        groups.setdefault(key, []).append(c)
     return list(groups.values())
 
 # %% ../nbs/08_experiment.ipynb #6f4a27d0
@@ -692,12 +795,14 @@ def load_sweep_model(settings:SweepSettings, # the sweep
     return load_model(spec, device_map=settings.device_map)
 
 # %% ../nbs/08_experiment.ipynb #55ee3f13
+CELL_KEYS = ("id", "model", "task", "demo_seed", "seed", "strategy", "k", "draw", "k_requested")
+
 def cell_record(cell:dict, # the cell
                 result:CellResult, # what `evaluate_cell` found (with model, strategy, k, seed set)
                 importance:pd.DataFrame|None=None # the importance the cell's layers were chosen on
                )->dict:
     "The JSON record of a finished cell: identity, summary, tidy rows, per-example arrays, importance."
-    ident = {x: cell[x] for x in ("id", "model", "task", "seed", "strategy", "k", "k_requested")}
+    ident = {x: cell.get(x, 0) for x in CELL_KEYS}
     rec = dict(cell=ident, summary=result.summary(), rows=cell_rows(result, cell["k_requested"]),
         examples=result.examples)
     if importance is not None: rec["importance"] = importance.to_dict("records")
@@ -709,18 +814,19 @@ def _importance_for(model, tok, settings, task, split, cell, n_layers):
     evaluated = sample_split(task.split(split), settings.n, cell["seed"]).idx.tolist()
     imp_task, pool, rows = importance_sample(task, split, evaluated, settings.importance_n, cell["seed"])
     imp = attention_importance(model, tok, imp_task, n=len(rows), seed=cell["seed"])
-    return imp_task, imp.assign(model=cell["model"], task=task.name, seed=cell["seed"], sample_split=pool,
+    return imp_task, imp.assign(model=cell["model"], task=task.name, seed=cell["seed"],
+                                demo_seed=cell.get("demo_seed", 0), sample_split=pool,
                                 sample_ids=" ".join(map(str, rows)))
 
 # %% ../nbs/08_experiment.ipynb #597e2486
 def run_group(settings:SweepSettings, # the sweep
-              cells:list, # cells of one (model, task, seed) group (`group_cells`)
+              cells:list, # cells of one (model, task, demonstration set, seed) group (`group_cells`)
               progress:bool=False # show progress bars inside each cell
              ):
     "Evaluate the cells of one group: the model loads once, importance is scored once; yields cell records."
     c0 = cells[0]
     base = sweep_task(settings, c0["task"])
-    task = prompt_task(settings, base)
+    task = prompt_task(settings, base, c0.get("demo_seed"))
     model, tok = load_sweep_model(settings, c0["spec"], base)
     n_layers, split = len(decoder_layers(model)), task_split(settings, c0["task"], task)
     imp_task, imp = None, None
@@ -731,7 +837,8 @@ def run_group(settings:SweepSettings, # the sweep
                 imp_task, imp = _importance_for(model, tok, settings, task, split, c, n_layers)
             one_shot = imp if c["strategy"] == "similarity" else None
             layers = [] if c["strategy"] == "none" else layers_to_drop(
-                model, k, c["strategy"], tok, imp_task, importance=one_shot, seed=c["seed"],
+                model, k, c["strategy"], tok, imp_task, importance=one_shot,
+                seed=random_layer_seed(settings, c),
                 n=settings.importance_n)
             methods, faith_n = cell_methods(settings, c["spec"], c["task"], c["strategy"])
             ig = settings.ig_steps and "integrated_gradients" in methods
@@ -744,6 +851,7 @@ def run_group(settings:SweepSettings, # the sweep
                                     token_budget=settings.token_budget,
                                     flips=settings.flip_curve, **opts)
             res = dataclasses.replace(res, model=c["model"], strategy=c["strategy"], k=k,
+                demo_seed=c.get("demo_seed", 0), draw=c.get("draw", 0),
                 seconds=time.perf_counter() - t0)
             yield cell_record(dict(c, k=k), res, imp if c["strategy"].startswith("similarity") else None)
     finally:
@@ -758,7 +866,8 @@ def write_cell(out:str|Path, # output folder
     out, c = Path(out), record["cell"]
     if record.get("importance"):
         task = record["summary"]["task"]  # the task's name, as in the results rows
-        f = out/"importance"/f"{file_part(c['model'])}--{file_part(task)}--seed{c['seed']}.csv"
+        name = f"{file_part(c['model'])}--{file_part(task)}--seed{c['seed']}--demo{c.get('demo_seed', 0)}"
+        f = out/"importance"/f"{name}.csv"
         atomic_write_text(f, pd.DataFrame(record["importance"]).to_csv(index=False))
     return atomic_write_text(out/"cells"/f"{c['id']}.json", json.dumps(record, default=float))
 
@@ -769,7 +878,9 @@ def cell_line(record:dict # a finished cell record
     c, s = record["cell"], record["summary"]
     faith = s["faithfulness"].get("integrated_gradients") or next(iter(s["faithfulness"].values()), {})
     comp = faith.get("comprehensiveness_aopc", float("nan"))
-    return (f"{c['model']:<18} {c['task']:<20} {c['strategy']:<11} k={c['k']} dropped={s['dropped']} "
+    draw = f" draw={c['draw']}" if c.get("strategy") == "random" else ""
+    return (f"{c['model']:<18} {c['task']:<20} demo={c.get('demo_seed', 0)} {c['strategy']:<11} "
+            f"k={c['k']}{draw} dropped={s['dropped']} "
             f"acc={s['accuracy']:.3f} ece={s['calibration']['ece']:.3f} comp_aopc={comp:.3f} "
             f"({s['seconds']:.1f}s)")
 

@@ -15,7 +15,8 @@ import pandas as pd
 from .core import AttnPruneError, atomic_write_text
 
 # %% ../nbs/08a_results.ipynb #1d6f2b0c
-RESULT_COLUMNS = ["model", "task", "split", "seed", "strategy", "k", "dropped", "method", "metric", "value"]
+RESULT_COLUMNS = ["model", "task", "split", "seed", "demo_seed", "draw", "strategy", "k", "dropped", "method",
+                  "metric", "value"]
 
 # %% ../nbs/08a_results.ipynb #d374c20a
 def _summary(result)->dict:
@@ -27,11 +28,15 @@ def cell_rows(result, # a CellResult with model, strategy, k and seed set (or it
              )->list:
     "Tidy rows of one evaluated cell."
     s = _summary(result)
-    base = dict(model=s["model"], task=s["task"], split=s["split"], seed=s["seed"], strategy=s["strategy"],
-        k=s["k"],
+    base = dict(model=s["model"], task=s["task"], split=s["split"], seed=s["seed"],
+                demo_seed=s.get("demo_seed", 0), draw=s.get("draw", 0), strategy=s["strategy"], k=s["k"],
                 dropped=" ".join(map(str, s["dropped"])), method="")
     rows = [dict(base, metric=m, value=s[m]) for m in ("accuracy", "macro_f1", "label_mass")]
     rows += [dict(base, metric="k_requested", value=float(k)) for k in (k_requested or [s["k"]])]
+    if s.get("majority_share") is not None:
+        rows.append(dict(base, metric="majority_share", value=s["majority_share"]))
+    if s.get("temperature_at_bound") is not None:
+        rows.append(dict(base, metric="temperature_at_bound", value=float(s["temperature_at_bound"])))
     rows += [dict(base, metric=m, value=v) for m, v in s["calibration"].items()]
     if s.get("temperature") is not None:
         rows += [dict(base, split=s["fit_split"], metric=m, value=float(s[key])) for m,
@@ -45,6 +50,12 @@ def cell_rows(result, # a CellResult with model, strategy, k and seed set (or it
     return rows
 
 # %% ../nbs/08a_results.ipynb #0f95f2d4
+def _folder_demo_seed(out:Path)->int:
+    "The one demonstration seed of a folder written before demonstration sets (config.json's, else 0)."
+    cfg = out/"config.json"
+    return int(json.loads(cfg.read_text()).get("demo_seed", 0) or 0) if cfg.exists() else 0
+
+# %% ../nbs/08a_results.ipynb #e5404ac6
 def collect_results(out:str|Path # a results folder written by `run_sweep`
                    )->pd.DataFrame:
     "The tidy results of every finished cell under `out` (shards merge here), also written to results.csv."
@@ -52,8 +63,9 @@ def collect_results(out:str|Path # a results folder written by `run_sweep`
     files = sorted((out/"cells").glob("*.json"))
     if not files:
         raise AttnPruneError(f"No finished cells under {out}/cells: run `attnprune run --out {out}` first.")
-    rows = [r for f in files for r in json.loads(f.read_text())["rows"]]
-    keys = ["model", "task", "seed", "strategy", "k", "method", "metric", "split", "value"]
+    old = dict(demo_seed=_folder_demo_seed(out), draw=0)
+    rows = [old | r for f in files for r in json.loads(f.read_text())["rows"]]
+    keys = ["model", "task", "seed", "demo_seed", "draw", "strategy", "k", "method", "metric", "split", "value"]
     df = pd.DataFrame(rows, columns=RESULT_COLUMNS).sort_values(keys, kind="mergesort").reset_index(drop=True)
     atomic_write_text(out/"results.csv", df.to_csv(index=False))
     imps = sorted((out/"importance").glob("*.csv"))
@@ -73,7 +85,7 @@ def misalignment_table(changes:pd.DataFrame, # paired changes (`report.paired_ch
                        hold:float=0.01 # |accuracy change| below this counts as held
                       )->pd.DataFrame:
     "Per pruned cell: accuracy change next to faithfulness and ECE changes, with 'held but moved' flags."
-    key = ["model", "task", "seed", "strategy", "k"]
+    key = [c for c in ("model", "task", "seed", "demo_seed", "draw", "strategy", "k") if c in changes]
     def pick(metric, meth=""):
         c = changes[(changes.metric == metric) & (changes.method == meth)]
         return c.set_index(key)[["change", "significant"]]

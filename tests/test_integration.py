@@ -1,5 +1,6 @@
 """The sweep end to end: kill a run with SIGKILL mid-sweep and resume it, shards merged by `attnprune report`, a changed
-setting recomputes instead of reusing stale cells, batch size does not change results, bad configs fail before work."""
+setting recomputes instead of reusing stale cells, batch size does not change results, bad configs (a k too large for
+the model included) fail before work."""
 import json, os, shutil, signal, subprocess, time
 from pathlib import Path
 import pandas as pd
@@ -45,7 +46,11 @@ def test_uninterrupted_run_writes_everything(config):
     assert len(cell_ids(ref)) == N_CELLS
     assert (ref/"summary.md").exists() and len(list((ref/"figures").glob("*.png"))) >= 4
     df = pd.read_csv(ref/"results.csv", keep_default_na=False)
-    assert list(df.columns) == ["model", "task", "split", "seed", "strategy", "k", "dropped", "method", "metric", "value"]
+    assert list(df.columns) == ["model", "task", "split", "seed", "demo_seed", "draw", "strategy", "k", "dropped", "method",
+                                "metric", "value"]
+    assert set(df.demo_seed) == {0} and set(df.draw) == {0}
+    flags = df[df.metric.isin(["majority_share", "temperature_at_bound"])]
+    assert len(flags) == 2 * N_CELLS and flags.value.between(0, 1).all()
     assert set(df.k) == {0, 1, 2, 3} and set(df.strategy) == {"none", "last", "similarity"}
     fit = df[df.metric == "temperature"]
     assert len(fit) == N_CELLS and set(fit.split) <= {"calibration", "validation"} and "train" not in set(fit.split)
@@ -101,6 +106,7 @@ def test_batch_size_and_token_budget_do_not_change_results(config):
     (("n: 24", "n: 24\nsplit: dev"), "no split 'dev'"),
     (("  - {arch: gpt2}", "  - no-such-model"), "unknown model 'no-such-model'"),
     (("  - {arch: gpt2}", "  - ./no/such/folder"), "does not exist"),
+    (("k: [0, 1, 2, 3]", "k: [0, 1, 100]"), "k=100 would drop every attention layer of the 6-layer model"),
 ])
 def test_invalid_config_fails_before_any_work(config, tmp_path, change, message):
     cfg = write_config(tmp_path, CONFIG.replace(*change), "bad.yaml")
