@@ -4,13 +4,14 @@
 
 # %% ../nbs/12_cli.ipynb #e9575d1c
 from __future__ import annotations
-import argparse, shutil, sys, time, typing
+import argparse, shutil, sys, tempfile, time, typing
 from json import dumps
 from pathlib import Path
 
 # %% auto #0
-__all__ = ['COMMANDS', 'command_parser', 'attnprune_run', 'attnprune_organism', 'attnprune_importance', 'coverage_warning',
-           'attnprune_evaluate', 'attnprune_models', 'attnprune_report', 'attnprune_docs', 'usage', 'main']
+__all__ = ['COMMANDS', 'command_parser', 'writable_folder', 'n_note', 'attnprune_run', 'attnprune_organism',
+           'attnprune_importance', 'coverage_warning', 'attnprune_evaluate', 'attnprune_models', 'attnprune_report',
+           'attnprune_docs', 'usage', 'main']
 
 # %% ../nbs/12_cli.ipynb #08bda0ee
 from fastcore.docments import docments
@@ -52,6 +53,34 @@ def _task(task:str, text_column:str="text", label_column:str="label", labels:str
     return load_task(task, text_column=text_column, label_column=label_column,
         labels=labels.split(",") if labels else None)
 
+# %% ../nbs/12_cli.ipynb #81911785
+def writable_folder(path:str|Path, # a folder a command will write into; it may not exist yet
+                    option:str="--out" # the option that named it, for the message
+                   )->Path:
+    "Check, before any work, that `path` is (or can become) a folder this process can write into."
+    p = Path(path).expanduser()
+    if p.exists() and not p.is_dir():
+        raise AttnPruneError(f"{option} {p} is a file, not a folder: give a new or existing folder.")
+    top = next(a for a in (p, *p.parents) if a.exists())
+    if not top.is_dir():
+        raise AttnPruneError(f"{option} {p}: {top} is a file, so no folder can be made below it: "
+                             "give another path.")
+    try:
+        with tempfile.TemporaryFile(dir=top): pass
+    except OSError as e:
+        raise AttnPruneError(f"{option} {p}: cannot create files in {top} ({e.strerror or type(e).__name__}): "
+                             "give a folder you can write to.") from None
+    return p
+
+# %% ../nbs/12_cli.ipynb #057709ef
+def n_note(n:int|None, # the --n asked for
+           rows:int, # rows the split has
+           split:str # its name
+          )->str|None:
+    "A note when `--n` is more than the split has (else None)."
+    if n is None or n <= rows: return None
+    return f"attnprune: note: --n {n} is more than the {rows} rows of split {split}; using all {rows}."
+
 # %% ../nbs/12_cli.ipynb #6429215c
 def attnprune_run(config:str=None, # sweep YAML (default: the built-in study on the built-in LLMs)
                   out:str=None, # output folder (default: the config's `out`)
@@ -61,7 +90,7 @@ def attnprune_run(config:str=None, # sweep YAML (default: the built-in study on 
                  ):
     "Run (or resume) the study sweep; writes results.csv, figures/ and summary.md."
     settings = load_config(config)
-    out, backend = Path(out or settings.out), backend or settings.backend
+    out, backend = writable_folder(out or settings.out), backend or settings.backend
     if backend not in ("local", "ray"):
         raise AttnPruneError(f"--backend must be local or ray, got {backend!r}.")
     if backend == "ray": _run_ray(settings, out, shard, address)
@@ -91,7 +120,8 @@ def attnprune_organism(arch:str, # architecture of the organism (see organisms.A
                        labels:str=None # class names in id order, comma-separated
                       ):
     "Train a model organism on a task and save it as a Hugging Face model folder."
-    t, t0, dst = _task(task, text_column, label_column, labels), time.perf_counter(), Path(out)
+    dst = writable_folder(out)
+    t, t0 = _task(task, text_column, label_column, labels), time.perf_counter()
     if dst.exists() and any(dst.iterdir()) and not (dst/"config.json").exists():
         raise AttnPruneError(f"--out {dst} exists and is not a model folder: choose an empty or new folder.")
     model, tok = train_organism(arch, t, seed=seed)
@@ -115,6 +145,7 @@ def attnprune_importance(model:str, # built-in LLM name, .gguf file, model folde
                         ):
     "Per-layer attention importance, 1 - cos(X, X + Attn(LN(X))), on a sample of the task's prompts."
     t = _task(task, text_column, label_column, labels)
+    if (note := n_note(n, len(t.split(t.default_split())), t.default_split())): print(note, file=sys.stderr)
     m, tok = load_model(model)
     imp = attention_importance(m, tok, t, n=n, seed=seed)
     if json:
@@ -188,7 +219,7 @@ def attnprune_evaluate(model:str, # built-in LLM name, .gguf file, model folder 
     t = _task(task, text_column, label_column, labels)
     if shots: t = t.with_shots(shots, seed=demo_seed)
     split = eval_split(t, split)
-    t.split(split)
+    if (note := n_note(n, len(t.split(split)), split)): print(note, file=sys.stderr)
     m, tok = load_model(model, device_map=device_map)
     if (w := coverage_warning(tok, t)): print(w, file=sys.stderr)
     layers = []
@@ -212,7 +243,7 @@ def attnprune_report(results:str # a results folder written by `attnprune run` (
                     ):
     "Write results.csv, changes.csv, figures/ and summary.md from the finished cells of a results folder."
     from attnprune_nb.report import write_report
-    paths = write_report(results)
+    paths = write_report(writable_folder(results, "--results"))
     print(f"wrote {paths['results']}, {paths['summary']} and {len(paths['figures'])} figures under "
         f"{Path(results)/'figures'}")
 

@@ -1,5 +1,6 @@
 """The `attnprune` command line: the contract of ../shared/DESIGN.md, clear errors, and the organism round trip."""
 import json
+from pathlib import Path
 import pytest
 from conftest import attnprune, ROOT
 
@@ -111,3 +112,113 @@ def test_sst2_llama_organism_reaches_070(tmp_path, sst2_path):
     attnprune("organism", "--arch", "llama", "--task", sst2_path, "--out", out)
     r = json.loads(attnprune("evaluate", "--model", out, "--task", sst2_path, "--split", "test", "--json").stdout)
     assert r["n"] == 1821 and r["accuracy"] >= 0.70, r["accuracy"]
+
+
+# --- issue 20: what a new user hit. Each is one line on stderr, exit 2, naming the file, the line and the fix. ---
+
+def one_error_line(r):
+    "The single stderr line of a refused command (asserting exit 2 and no traceback)."
+    lines = r.stderr.strip().splitlines()
+    assert r.returncode == 2 and len(lines) == 1 and lines[0].startswith("attnprune: error: "), r.stderr
+    return lines[0]
+
+
+def main_run(*args):
+    "Run `attnprune ARGS` through `cli.main` in this process (fast: no start-up); returns a CompletedProcess."
+    import contextlib, io, subprocess
+    from attnprune_nb.cli import main
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        try: main([str(a) for a in args]); code = 0
+        except SystemExit as e: code = e.code
+    return subprocess.CompletedProcess(["attnprune", *args], code, out.getvalue(), err.getvalue())
+
+
+JSONL_NO_LABEL = b'{"text": "fine", "label": 0}\n{"text": "no label here"}\n{"text": "bad", "label": 1}\n'
+
+@pytest.mark.parametrize("name,content,expected", [
+    ("one.jsonl", JSONL_NO_LABEL, ["one.jsonl, line 2: no 'label' value", "give every row a label"]),
+    ("task/train.jsonl", JSONL_NO_LABEL, ["train.jsonl, line 2: no 'label' value"]),  # folder with meta.json
+    ("one.jsonl", b'{"text": "fine", "label": 0}\n{"label": 1}\n', ["one.jsonl, line 2: no 'text' value"]),
+    ("one.jsonl", b'{"text": "fine", "label": 0}\n{"text": null, "label": 1}\n', ["line 2: no 'text' value"]),
+    ("one.csv", b"text,label\nfine,pos\nbad,\n", ["one.csv, line 3: no 'label' value"]),
+    ("one.tsv", b"text\tlabel\nfine\t0\n\nbad\t \n", ["one.tsv, line 4: no 'label' value"]),
+    ("one.jsonl", b'{"text": "fine", "label": 0}\n{"text": "caf\xe9", "label": 1}\n',
+     ["one.jsonl, line 2 (byte 42): byte 0xe9 is not UTF-8 text", "re-save the file as UTF-8"]),
+    ("task/train.csv", b"text,label\nfine,0\ntr\xe8s bien,1\n", ["train.csv, line 3 (byte 20)", "re-save the file as UTF-8"]),
+    ("one.jsonl", b'{"text": "a", "label": 0}\n{"text": "b", "label": 1}\n{"text": "c", "label": 7}\n',
+     ["one.jsonl: label ids run up to 7 (line 3) but ids 2, 3, 4, 5, 6 never occur", "--labels NAME,...",
+      "renumber the labels 0..2"]),
+])
+def test_bad_task_file_names_file_line_and_fix(tmp_path, name, content, expected):
+    f = tmp_path/name
+    f.parent.mkdir(exist_ok=True)
+    f.write_bytes(content)
+    if f.parent.name == "task": (f.parent/"meta.json").write_text('{"name": "t", "labels": ["neg", "pos"]}')
+    task = f if f.parent == tmp_path else f.parent
+    line = one_error_line(main_run("organism", "--arch", "gpt2", "--task", task, "--out", tmp_path/"m"))
+    assert str(f) in line and all(e in line for e in expected), line
+    assert not (tmp_path/"m").exists()
+
+
+def test_label_ids_past_the_classes_refused_then_loaded_with_labels(tmp_path):
+    "Ids 0, 1, 7 in one file: refused (they imply 8 classes, 5 unseen), loaded when --labels names the 8 classes."
+    from attnprune_nb.cli import _task
+    f = tmp_path/"one.jsonl"
+    f.write_text('{"text": "a", "label": 0}\n{"text": "b", "label": 1}\n{"text": "c", "label": 7}\n')
+    line = one_error_line(main_run("importance", "--model", "nowhere", "--task", f))
+    assert f"{f}: label ids run up to 7 (line 3)" in line, line
+    assert _task(str(f), labels="a,b,c,d,e,f,g,h").split("one").label.tolist() == [0, 1, 7]
+
+
+UNWRITABLE = "/sys/attnprune-test-out"  # not writable even by root (chmod does not stop root)
+
+@pytest.mark.parametrize("cmd", ["run", "organism", "report"])
+@pytest.mark.parametrize("where", ["file", "below_file", "unwritable"])
+def test_out_folder_checked_before_any_work(tmp_path, cmd, where):
+    (tmp_path/"taken").write_text("a file")
+    out = {"file": tmp_path/"taken", "below_file": tmp_path/"taken"/"sub", "unwritable": UNWRITABLE}[where]
+    if where == "unwritable" and not Path("/sys").is_dir(): pytest.skip("no /sys here")
+    opt = "--results" if cmd == "report" else "--out"
+    args = {"run": ["run", "--config", ROOT/"configs"/"smoke.yaml", "--out", out],
+            "organism": ["organism", "--arch", "gpt2", "--task", "synthetic-topic", "--out", out],
+            "report": ["report", "--results", out]}[cmd]
+    r = main_run(*args)
+    line = one_error_line(r)
+    assert r.stdout == "" and line.startswith(f"attnprune: error: {opt} {out}"), line
+    assert {"file": "is a file, not a folder", "below_file": f"{tmp_path/'taken'} is a file, so no folder",
+            "unwritable": "cannot create files in /sys"}[where] in line, line
+
+
+def test_errors_are_one_line_from_the_console_script_too(tmp_path):
+    "The same checks through the installed `attnprune` script, in a fresh process."
+    (tmp_path/"one.jsonl").write_bytes(JSONL_NO_LABEL)
+    line = one_error_line(attnprune("evaluate", "--model", "gpt2-nowhere", "--task", tmp_path/"one.jsonl", check=False))
+    assert f"{tmp_path/'one.jsonl'}, line 2: no 'label' value" in line, line
+    (tmp_path/"taken").write_text("a file")
+    line = one_error_line(attnprune("run", "--config", ROOT/"configs"/"smoke.yaml", "--out", tmp_path/"taken", check=False))
+    assert f"--out {tmp_path/'taken'} is a file, not a folder" in line, line
+
+
+@pytest.fixture(scope="module")
+def topic20(tmp_path_factory):
+    "A task folder whose test split has 20 rows of synthetic-topic (the topic organism's words)."
+    from attnprune_nb.data import load_task
+    t = load_task("synthetic-topic")
+    d = tmp_path_factory.mktemp("topic20")
+    for split, n in (("train", 40), ("test", 20)):
+        df = t.split(split).head(n).assign(label=lambda x: [t.classes[i] for i in x.label])
+        df[["text", "label"]].to_json(d/f"{split}.jsonl", orient="records", lines=True)
+    return d
+
+
+def test_n_larger_than_split_says_so_in_one_line(topic_organism, topic20):
+    r = attnprune("evaluate", "--model", topic_organism, "--task", topic20, "--n", 50, "--json")
+    assert json.loads(r.stdout)["n"] == 20  # stdout stays one JSON object
+    note = "attnprune: note: --n 50 is more than the 20 rows of split test; using all 20."
+    assert [l for l in r.stderr.splitlines() if l.startswith("attnprune")] == [note], r.stderr
+    r = attnprune("importance", "--model", topic_organism, "--task", topic20, "--n", 100, "--json")
+    assert len(json.loads(r.stdout)) == 6
+    assert "attnprune: note: --n 100 is more than the 40 rows of split train; using all 40." in r.stderr, r.stderr
+    r = attnprune("evaluate", "--model", topic_organism, "--task", topic20, "--n", 10, "--json")
+    assert json.loads(r.stdout)["n"] == 10 and "note:" not in r.stderr
