@@ -107,7 +107,7 @@ def two_level_draws(sizes:list, # examples in each demonstration set
 
 # %% ../nbs/07a_stats.ipynb #98be4d82
 def _paired_sets(metric, a, b, labels)->list:
-    "[(a_s, b_s, labels_s)] per set; for 'mean', pairs without two finite values are dropped (empty sets too)."
+    "[(a_s, b_s, labels_s)] per set; for 'mean', pairs lacking a finite value drop out (empty sets too)."
     if not isinstance(a, (list, tuple)): a, b, labels = [a], [b], [labels]
     labels = [None] * len(a) if labels is None else list(labels)
     if not len(a) == len(b) == len(labels):
@@ -115,8 +115,8 @@ def _paired_sets(metric, a, b, labels)->list:
     out = []
     for s, (x, z, y) in enumerate(zip(a, b, labels)):
         x, z = np.asarray(x, float), np.asarray(z, float)
-        if x.shape != z.shape: raise AttnPruneError(
-            f"Set {s}: the models' values differ in shape {x.shape} vs {z.shape}: pair them on the same examples.")
+        if x.shape != z.shape: raise AttnPruneError(f"Set {s}: the models' values differ in shape {x.shape} vs "
+                                                    f"{z.shape}: pair them on the same examples.")
         if isinstance(metric, str) and metric == "mean":
             keep = np.isfinite(x) & np.isfinite(z)
             x, z = x[keep], z[keep]
@@ -236,7 +236,7 @@ def benjamini_hochberg(pvalues, # p-values of one family (NaN: not a test)
 def min_resamples(n_tests:int, # comparisons in the family
                   q:float=0.05 # false discovery rate
                  )->int:
-    "The fewest bootstrap resamples whose smallest p-value, 2/(B + 1), is at most the smallest BH threshold q/m."
+    "The fewest resamples whose smallest p-value, 2/(B + 1), is at most the smallest BH threshold q/m."
     return int(np.ceil(2 * n_tests / q - 1e-9)) - 1
 
 # %% ../nbs/07a_stats.ipynb #196149dd
@@ -246,7 +246,8 @@ def _set_resamples(fs:list, sizes:list, n_resamples:int, seed:int, chunk_element
     out = []
     for m in _chunks(n_resamples, chunk_elements // sum(sizes)):
         shared = rng.integers(0, sizes[0], (m, sizes[0])) if paired else None
-        out.append(np.stack([f(shared if paired else rng.integers(0, n, (m, n))) for f, n in zip(fs, sizes)], 1))
+        draw = (lambda n: shared) if paired else (lambda n: rng.integers(0, n, (m, n)))
+        out.append(np.stack([f(draw(n)) for f, n in zip(fs, sizes)], 1))
     return np.concatenate(out)
 
 # %% ../nbs/07a_stats.ipynb #d3baee64
@@ -300,7 +301,7 @@ def temperature_at_bound(temperature:float|None, # a fitted temperature (None: n
 # %% ../nbs/07a_stats.ipynb #793891bb
 def majority_share(record:dict # a cell record (`experiment.cell_record`)
                   )->float|None:
-    "Share of a cell's examples predicted as its most frequent class (the record's field, else its examples')."
+    "Share of a cell's examples predicted as its most frequent class (the record's field, else from examples)."
     s, ex = record.get("summary") or {}, record.get("examples") or {}
     if s.get("majority_share") is not None: return float(s["majority_share"])
     if not len(ex.get("log_probs") or []): return None
