@@ -7,9 +7,10 @@ from __future__ import annotations
 from pathlib import Path
 
 # %% auto #0
-__all__ = ['DEFAULT_PANELS', 'CURVE_COLUMNS', 'EFFICIENCY_METRICS', 'save_figure', 'attribution_method',
-           'plot_importance_heatmap', 'plot_reliability', 'plot_token_heatmap', 'metric_panels', 'curve_table',
-           'plot_metric_vs_k', 'plot_misalignment', 'plot_efficiency_tradeoff']
+__all__ = ['DEFAULT_PANELS', 'CURVE_COLUMNS', 'EFFICIENCY_METRICS', 'CHANGE_PANELS', 'CHANGE_KEY', 'save_figure',
+           'attribution_method', 'plot_importance_heatmap', 'plot_reliability', 'plot_token_heatmap', 'metric_panels',
+           'curve_table', 'plot_metric_vs_k', 'plot_misalignment', 'plot_efficiency_tradeoff',
+           'change_vs_accuracy_table', 'plot_change_vs_accuracy']
 
 # %% ../nbs/09_plots.ipynb #aa6f1804
 import itertools
@@ -305,5 +306,82 @@ def plot_efficiency_tradeoff(results:pd.DataFrame, # the tidy results (efficienc
     axes[1].set(xlabel="prefill time share saved", ylabel="change in ECE")
     for ax in axes: ax.axhline(0, c="grey", lw=0.8)
     sns.move_legend(axes[1], "upper left", bbox_to_anchor=(1.02, 1), fontsize=7, frameon=False)
+    fig.tight_layout()
+    return save_figure(fig, save)
+
+# %% ../nbs/09_plots.ipynb #9d02cc82
+CHANGE_PANELS = [("ECE", "ece"), ("Brier", "brier"), ("NLL", "nll"),
+                 ("ECE after temperature", "ece_after_temperature")]
+CHANGE_KEY = ["model", "task", "seed", "strategy", "k", "draw"]
+
+def change_vs_accuracy_table(changes:pd.DataFrame, # paired changes (`report.paired_changes`)
+                             metrics:list, # metrics of the y axes (method "")
+                            )->pd.DataFrame:
+    "Per pruned configuration and metric: its change and interval beside the accuracy change and interval."
+    key = [c for c in CHANGE_KEY if c in changes]
+    base = changes[changes.method.fillna("") == ""]
+    acc = base[base.metric == "accuracy"].set_index(key)[["change", "low", "high"]].add_prefix("acc_")
+    cols = ["metric", "change", "low", "high"] + [c for c in ("floor", "degenerate", "verdict") if c in changes]
+    ys = base[base.metric.isin(metrics)].set_index(key)[cols]
+    t = ys.join(acc, how="inner").reset_index()
+    if "degenerate" not in t: t["degenerate"] = ""
+    if "floor" not in t: t["floor"] = np.nan
+    return t.assign(degenerate=t.degenerate.fillna("").astype(str), floor=t.floor.astype(float))
+
+# %% ../nbs/09_plots.ipynb #5f909efb
+def _change_points(ax, g:pd.DataFrame, colour, label:str, hollow:bool=False):
+    "Points at (accuracy change, metric change), both intervals as lines (a percentile interval may miss it)."
+    ax.hlines(g.change, g.acc_low, g.acc_high, colors=[colour], lw=0.8)
+    ax.vlines(g.acc_change, g.low, g.high, colors=[colour], lw=0.8)
+    ax.plot(g.acc_change, g.change, "o", ms=4, c=colour, mfc="none" if hollow else colour, label=label)
+
+# %% ../nbs/09_plots.ipynb #4289f4d2
+def _change_panel(ax, t:pd.DataFrame, margin:float, hue:str, colours:dict)->float:
+    "One panel: equivalence band, noise floor band, a point per configuration; the axes fit the judged ones."
+    ax.axvspan(-margin, margin, color="grey", alpha=0.15, lw=0, label=f"equivalence ±{margin:g}")
+    floor = t.floor.max() if t.floor.notna().any() else np.nan
+    if np.isfinite(floor): ax.axhspan(-floor, floor, color="tab:blue", alpha=0.12, lw=0, label="noise floor")
+    ax.axhline(0, c="grey", lw=0.8)
+    ax.axvline(0, c="grey", lw=0.8)
+    bad = t.degenerate != ""
+    for h, g in t[~bad].groupby(hue): _change_points(ax, g, colours[h], str(h))
+    limits = ax.get_xlim(), ax.get_ylim()
+    if bad.any():
+        _change_points(ax, t[bad], "grey", "degenerate (set apart)", hollow=True)
+        ax.text(0.02, 0.02, f"{int(bad.sum())} degenerate (hollow; the axes fit the rest)", fontsize=7, c="grey",
+                transform=ax.transAxes)
+    if (~bad).any(): ax.set(xlim=limits[0], ylim=limits[1])
+    return floor
+
+# %% ../nbs/09_plots.ipynb #b65c97e0
+def plot_change_vs_accuracy(changes:pd.DataFrame, # paired changes (`report.paired_changes`), judged or not
+                            panels:list=CHANGE_PANELS, # (label, metric) of the columns; those present are drawn
+                            margin:float=0.02, # accuracy equivalence margin: the vertical band
+                            row:str="model", # column of the changes whose values are the figure's rows
+                            hue:str="strategy", # column drawn in colours
+                            title:str="", # figure title
+                            save:str|Path|None=None): # PNG path to write
+    "Change in accuracy against the change in each calibration metric, equivalence band and noise floor drawn."
+    plain = changes[changes.method.fillna("") == ""]
+    panels = [(label, m) for label, m in panels if (plain.metric == m).any()]
+    t = change_vs_accuracy_table(changes, [m for _, m in panels])
+    if t.empty: raise AttnPruneError("No pruned configuration has accuracy and calibration changes to plot: "
+                                     "the sweep needs k = 0 and k > 0 cells.")
+    rows = sorted(t[row].unique())
+    fig, axes = plt.subplots(len(rows), len(panels), figsize=(1 + 3.3 * len(panels), 0.8 + 2.9 * len(rows)),
+                             squeeze=False)
+    colours = dict(zip(sorted(t[hue].unique()), sns.color_palette("deep", t[hue].nunique())))
+    for (i, r), (j, (label, m)) in itertools.product(enumerate(rows), enumerate(panels)):
+        ax = axes[i, j]
+        floor = _change_panel(ax, t[(t[row] == r) & (t.metric == m)], margin, hue, colours)
+        ax.set_title(label + (f" (floor ±{floor:.3f})" if np.isfinite(floor) else " (no floor)"), fontsize=9)
+        ax.set_ylabel(f"{r}\nchange in {label}" if j == 0 else f"change in {label}", fontsize=8)
+        ax.set_xlabel("change in accuracy" if i == len(rows) - 1 else "", fontsize=8)
+    handles = {h.get_label(): h for ax in axes.flat for h in ax.get_legend_handles_labels()[0]}
+    order = [k for k in handles if not k.startswith("degenerate") and k not in map(str, colours)]
+    order += [str(h) for h in colours if str(h) in handles] + [k for k in handles if k.startswith("degenerate")]
+    fig.legend(handles=[handles[k] for k in order], loc="center left", bbox_to_anchor=(1.0, 0.5), fontsize=8,
+               frameon=False)
+    if title: fig.suptitle(title, fontsize=10)
     fig.tight_layout()
     return save_figure(fig, save)
