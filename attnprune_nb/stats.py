@@ -9,10 +9,10 @@ from functools import partial
 
 # %% auto #0
 __all__ = ['LOWER_IS_BETTER', 'METRIC_SUFFIXES', 'VECTORISED_METRICS', 'EDGE_TOL', 'higher_is_better', 'metric_function',
-           'resampler', 'two_level_draws', 'bootstrap_p_value', 'pooled_bootstrap', 'equivalence_verdict',
-           'point_verdict', 'change_sd', 'detectable_change', 'equivalence_reach', 'benjamini_hochberg',
-           'min_resamples', 'noise_floor', 'fluctuates', 'temperature_bounds', 'temperature_at_bound', 'majority_share',
-           'degenerate_flags']
+           'resampler', 'two_level_draws', 'bootstrap_p_value', 'pooled_bootstraps', 'pooled_bootstrap',
+           'equivalence_verdict', 'point_verdict', 'change_sd', 'detectable_change', 'equivalence_reach',
+           'benjamini_hochberg', 'min_resamples', 'noise_floor', 'fluctuates', 'temperature_bounds',
+           'temperature_at_bound', 'majority_share', 'degenerate_flags']
 
 # %% ../nbs/07a_stats.ipynb #deacd9c3
 import numpy as np
@@ -124,11 +124,18 @@ def _paired_sets(metric, a, b, labels)->list:
     return out
 
 # %% ../nbs/07a_stats.ipynb #39207a80
-def _pooled_rows(fa:list, fb:list, sets:np.ndarray, idx:list)->np.ndarray:
-    "Each resample's change: the mean over its drawn sets of metric(b) - metric(a) on the drawn examples."
+def _change_function(fa, fb):
+    "idx -> metric(b) - metric(a) per row; for means of per-example terms, one gather of their differences."
+    if all(isinstance(f, partial) and f.func is _row_means for f in (fa, fb)):
+        return partial(_row_means, fb.args[0] - fa.args[0])
+    return lambda idx: fb(idx) - fa(idx)
+
+# %% ../nbs/07a_stats.ipynb #02312528
+def _pooled_rows(changes:list, sets:np.ndarray, idx:list)->np.ndarray:
+    "Each resample's change: the mean over its drawn sets of the set's change function on the drawn examples."
     d = np.empty(sets.shape)
     for s, i in enumerate(idx):
-        if len(i): d[sets == s] = fb[s](i) - fa[s](i)
+        if len(i): d[sets == s] = changes[s](i)
     return d.mean(1)
 
 # %% ../nbs/07a_stats.ipynb #4a4d34b5
@@ -140,6 +147,40 @@ def bootstrap_p_value(changes # resampled changes
     return min(1.0, 2 * (tail + 1) / (len(d) + 1))
 
 # %% ../nbs/07a_stats.ipynb #8135c149
+def _pooled_summary(va:np.ndarray, vb:np.ndarray, d:np.ndarray, sizes:list, level:float)->dict:
+    "What `pooled_bootstrap` returns, from per-set values of both models and the resampled changes `d`."
+    low, high = np.quantile(d, [(1 - level) / 2, (1 + level) / 2])
+    per_set = vb - va
+    return dict(a=float(va.mean()), b=float(vb.mean()), change=float(per_set.mean()), low=float(low),
+                high=float(high), p_value=bootstrap_p_value(d), significant=bool(not low <= 0 <= high),
+                sd=float(d.std(ddof=1)), n_resamples=len(d), n_sets=len(sizes), n=int(sum(sizes)),
+                set_changes=per_set.tolist(), set_sd=float(per_set.std(ddof=1)) if len(sizes) > 1 else np.nan)
+
+# %% ../nbs/07a_stats.ipynb #18d362b6
+def pooled_bootstraps(metrics:list, # metrics as `pooled_bootstrap` takes them ("mean" only alone)
+                      a, # per demonstration set (a list): the reference model's (n_s, classes) probs
+                      b, # per set: the compared model's, on the same examples in the same order
+                      labels=None, # per set: (n_s,) class ids
+                      n_resamples:int=10_000, # bootstrap resamples
+                      seed:int=0, # seed of the resampling
+                      level:float=0.95, # coverage of the percentile interval
+                      resample_sets:bool=True, # draw sets with replacement (False: inference for these sets)
+                      chunk_elements:int=2_000_000)->dict: # example indices drawn at once (memory bound)
+    "`pooled_bootstrap` of several metrics of the same predictions, on one set of resamples drawn once."
+    if "mean" in metrics and len(metrics) > 1:
+        raise AttnPruneError("'mean' (per-example values) cannot share resamples with other metrics: call it alone.")
+    sets = _paired_sets(metrics[0], a, b, labels)
+    if not sets: return dict.fromkeys(metrics)
+    sizes, whole = [len(x) for x, _, _ in sets], [np.arange(len(x))[None] for x, _, _ in sets]
+    fs = {m: ([resampler(m, x, y) for x, _, y in sets], [resampler(m, z, y) for _, z, y in sets]) for m in metrics}
+    changes = {m: [_change_function(p, q) for p, q in zip(*f)] for m, f in fs.items()}
+    d = {m: [] for m in metrics}
+    for s, idx in two_level_draws(sizes, n_resamples, seed, resample_sets, chunk_elements):
+        for m in metrics: d[m].append(_pooled_rows(changes[m], s, idx))
+    values = {m: [np.array([f(i)[0] for f, i in zip(g, whole)]) for g in f] for m, f in fs.items()}
+    return {m: _pooled_summary(*values[m], np.concatenate(d[m]), sizes, level) for m in metrics}
+
+# %% ../nbs/07a_stats.ipynb #e52554d3
 def pooled_bootstrap(metric, # a name of VECTORISED_METRICS, another key of CALIBRATION_METRICS, or a function
                      a, # per demonstration set (a list): reference (n_s, classes) probs or (n_s,) values
                      b, # per set: the compared model's, on the same examples in the same order
@@ -150,20 +191,8 @@ def pooled_bootstrap(metric, # a name of VECTORISED_METRICS, another key of CALI
                      resample_sets:bool=True, # draw sets with replacement (False: inference for these sets)
                      chunk_elements:int=2_000_000)->dict|None: # example indices drawn at once (memory bound)
     "Change b - a of a metric, pooled over demonstration sets by a two-level bootstrap; None with no pair."
-    sets = _paired_sets(metric, a, b, labels)
-    if not sets: return None
-    fa, fb = [resampler(metric, x, y) for x, _, y in sets], [resampler(metric, z, y) for _, z, y in sets]
-    va = np.array([f(np.arange(len(x))[None])[0] for f, (x, _, _) in zip(fa, sets)])
-    vb = np.array([f(np.arange(len(x))[None])[0] for f, (x, _, _) in zip(fb, sets)])
-    draws = two_level_draws([len(x) for x, _, _ in sets], n_resamples, seed, resample_sets, chunk_elements)
-    d = np.concatenate([_pooled_rows(fa, fb, s, idx) for s, idx in draws])
-    low, high = np.quantile(d, [(1 - level) / 2, (1 + level) / 2])
-    per_set = vb - va
-    return dict(a=float(va.mean()), b=float(vb.mean()), change=float(per_set.mean()), low=float(low),
-                high=float(high), p_value=bootstrap_p_value(d), significant=bool(not low <= 0 <= high),
-                sd=float(d.std(ddof=1)), n_resamples=n_resamples, n_sets=len(sets),
-                n=sum(len(x) for x, _, _ in sets), set_changes=per_set.tolist(),
-                set_sd=float(per_set.std(ddof=1)) if len(sets) > 1 else float("nan"))
+    return pooled_bootstraps([metric], a, b, labels, n_resamples, seed, level, resample_sets,
+                             chunk_elements)[metric]
 
 # %% ../nbs/07a_stats.ipynb #3a08609b
 EDGE_TOL = 1e-12
