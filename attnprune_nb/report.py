@@ -258,7 +258,7 @@ def _probability_sets(group:list):
         yield name, metrics, ([pa[name][ia] for pa, _, _, ia, _ in probs],
                               [pb[name][ib] for _, pb, _, _, ib in probs], [y for _, _, y, _, _ in probs])
 
-# %% ../nbs/09a_report.ipynb #58750f99
+# %% ../nbs/09a_report.ipynb #e1e03b2f
 def _probability_changes(group:list, n_resamples:int, seed:int)->list:
     "Pooled changes of accuracy, macro-F1 and calibration, raw and after each recalibration every set allows."
     rows = []
@@ -276,7 +276,7 @@ def _faithfulness_frame(c:dict, pos)->pd.DataFrame:
     f["pair"] = [where.get(attributed[int(e)]) for e in f.example]
     return f.dropna(subset=["pair"]).assign(value=lambda d: pd.to_numeric(d.value, errors="coerce"))
 
-# %% ../nbs/09a_report.ipynb #0d219da1
+# %% ../nbs/09a_report.ipynb #642f40a4
 def _faithfulness_values(c:dict, pos)->pd.DataFrame:
     "`_faithfulness_frame` (pair, method, metric, value) and each method minus the random control, per example."
     f = _faithfulness_frame(c, pos)[["pair", "method", "metric", "value"]]
@@ -299,7 +299,7 @@ def _faithfulness_changes(group:list, n_resamples:int, seed:int)->list:
         if r is not None: rows.append(_change_row(method, metric, r))
     return rows
 
-# %% ../nbs/09a_report.ipynb #9ba993b1
+# %% ../nbs/09a_report.ipynb #f976ce41
 def _full_groups(cells:list)->dict:
     "Full-model cells (k = 0) per (model, task, seed, split), one per demonstration set, in demo-seed order."
     groups = {}
@@ -308,7 +308,7 @@ def _full_groups(cells:list)->dict:
                           []).append(c)
     return groups
 
-# %% ../nbs/09a_report.ipynb #3b147088
+# %% ../nbs/09a_report.ipynb #939cfe8f
 def _aligned(group:list)->list:
     "Per cell of a group: the positions of the examples every cell scored, in the first cell's order."
     common = set.intersection(*(set(c["examples"]["idx"]) for c in group))
@@ -316,7 +316,7 @@ def _aligned(group:list)->list:
     where = [{v: j for j, v in enumerate(c["examples"]["idx"])} for c in group]
     return [np.array([w[i] for i in order], int) for w in where]
 
-# %% ../nbs/09a_report.ipynb #10aeccd7
+# %% ../nbs/09a_report.ipynb #d76e8d98
 def _faithfulness_arrays(frames:list, n:int):
     "(method, metric, values per set) from per-set faithfulness values, on the examples every set holds."
     for method, metric in dict.fromkeys(k for f in frames for k in zip(f.method, f.metric)):
@@ -326,7 +326,7 @@ def _faithfulness_arrays(frames:list, n:int):
             row[g.pair.astype(int).to_numpy()] = g.value.to_numpy()
         yield method, metric, list(vals[:, np.isfinite(vals).all(0)])
 
-# %% ../nbs/09a_report.ipynb #84449ed4
+# %% ../nbs/09a_report.ipynb #6d2a905d
 def _floor_inputs(group:list, pos:list):
     "(method, metric shown, metric computed, values per set, labels per set) for every metric of a full model."
     probs = [cell_probs(c) for c in group]
@@ -339,7 +339,7 @@ def _floor_inputs(group:list, pos:list):
     for method, metric, values in _faithfulness_arrays(frames, len(pos[0])):
         yield method, metric, "mean", values, None
 
-# %% ../nbs/09a_report.ipynb #29fd7f1b
+# %% ../nbs/09a_report.ipynb #c92bf9d5
 FLOOR_COLUMNS = ["model", "task", "seed", "method", "metric", "value", "between_sd", "between_range",
                  "within_sd", "low", "high", "floor", "n_sets", "n"]
 
@@ -368,12 +368,12 @@ def _degenerate_text(group:list)->str:
         if kinds: parts.append(f"{side}: {', '.join(kinds)}")
     return "; ".join(parts)
 
-# %% ../nbs/09a_report.ipynb #747fb0c1
+# %% ../nbs/09a_report.ipynb #01ebc43b
 def _dropped_text(group:list)->str:
     "The layers a configuration dropped, once per distinct list in its sets ('1 3 | 1 5' when they differ)."
     return " | ".join(dict.fromkeys(" ".join(map(str, c["summary"]["dropped"])) for _, c, _, _ in group))
 
-# %% ../nbs/09a_report.ipynb #2feb9858
+# %% ../nbs/09a_report.ipynb #a8f40461
 def _with_floors(ch:pd.DataFrame, floors:pd.DataFrame)->pd.DataFrame:
     "Changes with the full model's noise floor of their metric and whether their interval lies beyond it."
     key = ["model", "task", "seed", "method", "metric"]
@@ -383,7 +383,7 @@ def _with_floors(ch:pd.DataFrame, floors:pd.DataFrame)->pd.DataFrame:
     ch["fluctuates"] = [fluctuates(lo, hi, fl) for lo, hi, fl in zip(ch.low, ch.high, ch.floor)]
     return ch[CHANGE_COLUMNS]
 
-# %% ../nbs/09a_report.ipynb #0c598610
+# %% ../nbs/09a_report.ipynb #cdfcf3e6
 def paired_changes(cells:list, # cell records as `load_cells` returns them
                    n_resamples:int=10_000, # bootstrap resamples per change
                    seed:int=0, # bootstrap seed (the same draws for every metric of a configuration)
@@ -397,7 +397,7 @@ def paired_changes(cells:list, # cell records as `load_cells` returns them
     ch = pd.DataFrame(rows, columns=CHANGE_COLUMNS)
     return _with_floors(ch, noise_floors(cells, seed=seed) if floors is None else floors)
 
-# %% ../nbs/09a_report.ipynb #2cd80f7f
+# %% ../nbs/09a_report.ipynb #89d23b89
 DEFAULT_MARGIN = 0.02
 CALIBRATION_FAMILY = ("ece", "brier", "nll", "ece_after_temperature", "brier_after_temperature",
                       "nll_after_temperature")
@@ -407,7 +407,7 @@ FAMILIES = {"accuracy": "the accuracy change of every configuration not set apar
                             "minus the control, where accuracy held"}
 VERDICT_COLUMNS = ["family", "q_value", "flagged", "verdict", "point_verdict"]
 
-# %% ../nbs/09a_report.ipynb #2d8c0a24
+# %% ../nbs/09a_report.ipynb #ddadb753
 def _families(ch:pd.DataFrame, held:pd.Series)->np.ndarray:
     "The family of each change (accuracy, calibration, faithfulness), '' for changes judged in none."
     ok = ch.degenerate.fillna("").eq("")
@@ -416,7 +416,7 @@ def _families(ch:pd.DataFrame, held:pd.Series)->np.ndarray:
     faith = ok & held & ~ch.method.isin(["", CONTROL])
     return np.select([acc, cal, faith], ["accuracy", "calibration", "faithfulness"], "")
 
-# %% ../nbs/09a_report.ipynb #3f214783
+# %% ../nbs/09a_report.ipynb #d36dea92
 def _verdict(r, margin:float)->str:
     "A change's verdict: 'excluded', equivalence for accuracy, else worse/better when flagged in its family."
     if r.degenerate: return "excluded"
@@ -425,7 +425,7 @@ def _verdict(r, margin:float)->str:
     if not r.flagged: return "none detected"
     return "better" if (r.change > 0) == higher_is_better(r.metric) else "worse"
 
-# %% ../nbs/09a_report.ipynb #1da295a9
+# %% ../nbs/09a_report.ipynb #ae62ea72
 def judge_changes(changes:pd.DataFrame, # paired changes (`paired_changes`)
                   margin:float=DEFAULT_MARGIN, # accuracy equivalence margin, fixed before the run
                   q:float=0.05)->pd.DataFrame: # false discovery rate within each family
@@ -445,12 +445,12 @@ def judge_changes(changes:pd.DataFrame, # paired changes (`paired_changes`)
                            for r in ch.itertuples()]
     return ch
 
-# %% ../nbs/09a_report.ipynb #75dea220
+# %% ../nbs/09a_report.ipynb #04cd4f76
 def _judged_text(r)->str:
     "A judged change as the verdict table shows it: '+0.031 worse', with '~' when beyond the noise floor."
     return f"{r.change:+.3f} {r.verdict}" + ("~" if bool(getattr(r, "fluctuates", False)) else "")
 
-# %% ../nbs/09a_report.ipynb #77b7388b
+# %% ../nbs/09a_report.ipynb #a4b7a3b9
 def verdict_table(judged:pd.DataFrame # changes with verdicts (`judge_changes`)
                  )->pd.DataFrame:
     "One row per pruned configuration: accuracy change, interval and verdicts, then each judged metric's."
@@ -485,9 +485,9 @@ def read_study(folder:str|Path)->tuple: # a results folder written by `write_rep
     res = pd.read_csv(folder/"results.csv")
     res["method"] = res.method.fillna("")
     has_changes = (folder/"changes.csv").exists()
-    empty = pd.DataFrame(columns=CHANGE_COLUMNS + VERDICT_COLUMNS)
-    ch = pd.read_csv(folder/"changes.csv", keep_default_na=False, na_values=[""]) if has_changes else empty
-    ch["method"] = ch.method.fillna("")
+    ch = pd.read_csv(folder/"changes.csv") if has_changes else pd.DataFrame(columns=CHANGE_COLUMNS)
+    for col in ("method", "degenerate", "family", "verdict", "point_verdict"):  # empty text, not NaN
+        if col in ch: ch[col] = ch[col].fillna("").astype(str)
     return res, ch, read_importance(folder)
 
 # %% ../nbs/09a_report.ipynb #5261484b
@@ -603,7 +603,7 @@ def _count(s:pd.Series, *values)->str:
     "'held 3, worse 2' counts of `values` in `s`."
     return ", ".join(f"{v} {int((s == v).sum())}" for v in values)
 
-# %% ../nbs/09a_report.ipynb #ad2234a8
+# %% ../nbs/09a_report.ipynb #31b9071f
 def _resolution_line(judged:pd.DataFrame, q:float, n_resamples:int|None)->str:
     "Whether the smallest bootstrap p-value, 2/(B + 1), is below each family's smallest BH threshold q/m."
     if not n_resamples: return ""
@@ -613,7 +613,7 @@ def _resolution_line(judged:pd.DataFrame, q:float, n_resamples:int|None)->str:
     head = f"- p-value resolution: smallest p = 2/(B + 1) = {2 / (n_resamples + 1):.1e} with B = {n_resamples}; "
     return head + "; ".join(parts)
 
-# %% ../nbs/09a_report.ipynb #0f1900be
+# %% ../nbs/09a_report.ipynb #d1a945b6
 def _verdict_lines(judged:pd.DataFrame, margin:float, q:float, n_resamples:int|None)->list:
     "The summary's verdict counts: set apart, accuracy by equivalence, families, noise floor, resolution."
     acc = judged[judged.method.eq("") & judged.metric.eq("accuracy")]
@@ -636,13 +636,13 @@ def _verdict_lines(judged:pd.DataFrame, margin:float, q:float, n_resamples:int|N
             f"{_fmt(float(((ok.high - ok.low) / 2).median()))}",
             *fams, floor] + [x for x in [_resolution_line(judged, q, n_resamples)] if x]
 
-# %% ../nbs/09a_report.ipynb #dd05f262
+# %% ../nbs/09a_report.ipynb #e184695a
 def _sets_text(acc:pd.DataFrame)->str:
     "The numbers of demonstration sets the configurations pool ('3', or '1-3')."
     lo, hi = int(acc.n_sets.min()), int(acc.n_sets.max())
     return str(lo) if lo == hi else f"{lo}-{hi}"
 
-# %% ../nbs/09a_report.ipynb #3937d071
+# %% ../nbs/09a_report.ipynb #4d848fdf
 def _verdict_markdown(judged:pd.DataFrame)->list:
     "The verdict table in markdown: accuracy as 'change [low, high]', calibration and AOPC columns only."
     vt = verdict_table(judged)
@@ -687,7 +687,7 @@ def _curve_figures(study:Study):
         fig = plot_metric_vs_k(ch, method=study.method, col="model", hue="strategy", style=None)
         yield f"metrics_vs_k_{file_part(task)}.png", fig
 
-# %% ../nbs/09a_report.ipynb #8b6d9809
+# %% ../nbs/09a_report.ipynb #750ec8b4
 def _equivalence_figures(study:Study):
     "Per task: accuracy change against each calibration change, with the equivalence band and noise floor."
     for task, ch in study.changes.groupby("task"):
@@ -779,7 +779,7 @@ def report_margin(out:str|Path, # a results folder
     return DEFAULT_MARGIN, [f"No equivalence margin fixed in the config (`equivalence_margin`): accuracy "
                             f"verdicts use the default ±{DEFAULT_MARGIN:g}, chosen after the run."]
 
-# %% ../nbs/09a_report.ipynb #ca220793
+# %% ../nbs/09a_report.ipynb #d0063b71
 def write_report(out:str|Path, # results folder with cells/ (shards merge here)
                  n_resamples:int=10_000, # bootstrap resamples per paired change
                  margin:float|None=None, # accuracy equivalence margin (None: the config's, else the default)

@@ -103,3 +103,32 @@ def test_degenerate_flags_on_a_committed_study_record():
     assert sum(f["one_class"] for f in flags) == 59  # issue 22's count on the committed study
     assert sum(f["temperature_at_bound"] for f in flags) == 54
     assert sum(f["one_class"] and f["temperature_at_bound"] for f in flags) == 37
+
+
+def test_report_tables_load_back_in_a_fresh_process(tmp_path):
+    "changes.csv, floors.csv and verdicts.csv written by write_report read back equal in another process."
+    import json, subprocess, sys
+    import pandas as pd
+    from attnprune_nb.core import atomic_write_text
+    from attnprune_nb.report import synthetic_cells, write_report
+    for c in synthetic_cells(strategies=("last", "random"), ks=(1, 2), demo_seeds=(0, 1, 2), draws=(0, 1),
+                             collapse_k=2):
+        atomic_write_text(tmp_path/"cells"/f"{c['cell']['id']}.json", json.dumps(c, default=float))
+    atomic_write_text(tmp_path/"config.json", json.dumps(dict(equivalence_margin=0.1)))
+    paths = write_report(tmp_path, n_resamples=200)
+    code = ("import sys, json; from attnprune_nb.report import read_study; import pandas as pd\n"
+            "res, ch, _ = read_study(sys.argv[1])\n"
+            "v = pd.read_csv(sys.argv[1] + '/verdicts.csv')\n"
+            "print(json.dumps(dict(rows=len(ch), families=ch.family.value_counts().to_dict(),\n"
+            "    verdicts=ch.verdict.value_counts().to_dict(), blank=int((ch.family == '').sum()),\n"
+            "    excluded=int((v.accuracy == 'excluded').sum()),\n"
+            "    floors=int(pd.read_csv(sys.argv[1] + '/floors.csv').floor.notna().sum()))))")
+    out = json.loads(subprocess.run([sys.executable, "-c", code, str(tmp_path)], capture_output=True, text=True,
+                                    check=True).stdout)
+    ch = pd.read_csv(paths["changes"]).fillna({"family": "", "verdict": ""})
+    assert out["rows"] == len(ch)
+    assert out["families"] == ch.family.value_counts().to_dict()
+    assert out["verdicts"] == ch.verdict.value_counts().to_dict()
+    assert out["excluded"] == 3  # last k=2, random k=2 draws 0 and 1: one class
+    assert out["floors"] > 0 and out["blank"] == (ch.family == "").sum() > 0
+    assert "interval inside ±0.1" in open(paths["summary"]).read()
