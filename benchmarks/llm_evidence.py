@@ -6,8 +6,9 @@ from the train split, no chat template), raw and with contextual calibration (Zh
 One model at a time, one row per (model, task, calibration), appended as soon as a task finishes: an interrupted
 run loses nothing and a rerun skips the rows it already has.
 
-Usage: python benchmarks/llm_evidence.py [--models smollm2-135m,gemma-3-270m,qwen2.5-coder-0.5b]
-           [--tasks sst2,sst5,mr,subj,trec,ag_news] [--n-sst2 200] [--n 150] [--n-model qwen2.5-coder-0.5b=100]
+Usage: python benchmarks/llm_evidence.py [--models smollm2-135m,gemma-3-270m,qwen2.5-coder-0.5b,qwen2.5-coder-1.5b]
+           [--tasks sst2,sst5,mr,subj,trec,ag_news] [--n-sst2 200] [--n 150]
+           [--n-model qwen2.5-coder-0.5b=100,qwen2.5-coder-1.5b=100]
            [--shots 2] [--seed 0]
            [--threads 1] [--out nbs/study/llm_evidence.csv]
 """
@@ -18,7 +19,7 @@ import pandas as pd
 import torch
 from attnprune_nb.core import atomic_write_text
 from attnprune_nb.data import load_task, sample_split
-from attnprune_nb.models import load_model, BUILTIN_MODELS
+from attnprune_nb.models import load_model, builtin_models
 from attnprune_nb.prompts import encode_prompts, label_token_ids, model_max_length
 from attnprune_nb.calibration import expected_calibration_error, contextual_calibration
 from attnprune_nb import classify as C
@@ -77,11 +78,13 @@ def evaluate(model, tok, name, task_name, n, shots, seed):
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--models", default=",".join(BUILTIN_MODELS))
+    bm = builtin_models()
+    ap.add_argument("--models", default=",".join(bm.name[bm.installed]),
+                    help="built-ins to score (default: those installed here)")
     ap.add_argument("--tasks", default="sst2,sst5,mr,subj,trec,ag_news")
     ap.add_argument("--n-sst2", type=int, default=200)
     ap.add_argument("--n", type=int, default=150)
-    ap.add_argument("--n-model", default="qwen2.5-coder-0.5b=100",
+    ap.add_argument("--n-model", default="qwen2.5-coder-0.5b=100,qwen2.5-coder-1.5b=100",
                     help="MODEL=N,...: a smaller n for the other datasets for slow models (SST-2 keeps --n-sst2)")
     ap.add_argument("--shots", type=int, default=2)
     ap.add_argument("--seed", type=int, default=0)
