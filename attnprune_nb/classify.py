@@ -4,7 +4,7 @@
 
 # %% ../nbs/03_classify.ipynb #6ea64e96
 from __future__ import annotations
-import inspect, os
+import contextlib, hashlib, inspect, os
 from dataclasses import dataclass
 
 # %% auto #0
@@ -91,41 +91,85 @@ def _cache_kwarg(model)->str:
 class Prefix:
     "The keys and values of a prompt prefix, computed once and never changed."
     ids:tuple # the prefix's token ids
-    keys:list # per layer, (1, kv heads, prefix length, head dim), or None for a dropped layer
+    keys:list # per layer, (1, kv heads, prefix length, head dim), or None for a dropped or skipped layer
     values:list # per layer, like `keys`
     embeds:torch.Tensor # (prefix length, hidden) input embeddings of the prefix
     dropped:tuple # the layers whose attention was dropped when it was computed
+    start:int=0 # the layer it was run from (depth reuse); the layers below hold None
     def __len__(self): return len(self.ids)
+
+# %% ../nbs/03_classify.ipynb #9616e39e
+def _ids_key(tag:bytes, *id_lists)->bytes:
+    "A 16-byte digest of token-id lists (in order, each closed by -1), tagged by what they are."
+    h = hashlib.blake2b(tag, digest_size=16)
+    for ids in id_lists: h.update(np.asarray(list(ids) + [-1], dtype=np.int64).tobytes())
+    return h.digest()
+
+# %% ../nbs/03_classify.ipynb #5e55ca9d
+@dataclass
+class _DepthPass:
+    "One batch's use of a `prune.DepthReuse`: the layer its passes start from and the keys of its rows."
+    store:object # the `prune.DepthReuse`
+    start:int # the layer the batch's passes start from (0: every layer)
+    rows:list # per row, (key, number of its own tokens: the last ones of the row)
+    lead:bytes|None=None # key of the shared prefix before every row, or None
+
+# %% ../nbs/03_classify.ipynb #ce627ae9
+def _next_key(row:bytes, ids:list)->bytes:
+    "Key of a multi-token label word's first tokens `ids[:-1]` after the prompt with key `row`."
+    return _ids_key(b"next" + row, ids[:-1])
+
+# %% ../nbs/03_classify.ipynb #dae6d054
+def _depth_pass(depth, model, head, parts:list, label_ids:list)->_DepthPass|None:
+    "What a batch of prompt `parts` after the prefix `head` reuses from or records in `depth` (or None)."
+    if depth is None: return None
+    rows = [(_ids_key(b"row", head or [], p), len(p)) for p in parts]
+    lead = None if head is None else _ids_key(b"prefix", head)
+    nxt = [_next_key(k, ids) for k, _ in rows for ids in label_ids if len(ids) > 1]
+    keys = [k for k, _ in rows] + nxt + ([lead] if lead else [])
+    return _DepthPass(depth, depth.start(model, keys), rows, lead)
+
+# %% ../nbs/03_classify.ipynb #255e67d0
+def _scope(dp:_DepthPass|None, model, rows:list|None=None):
+    "The store's scope for a pass of the batch (`rows`: a label word's continuation instead), or nothing."
+    if dp is None: return contextlib.nullcontext()
+    if rows is None: return dp.store.scope(model, dp.start, dp.rows, dp.lead)
+    return dp.store.scope(model, dp.start, rows)
 
 # %% ../nbs/03_classify.ipynb #64629033
 @torch.no_grad()
-def _run_prefix(model, ids:tuple)->Prefix:
-    "Run the prefix once and keep every layer's keys and values (no sliding-window truncation)."
+def _run_prefix(model, ids:tuple, depth=None, start:int=0)->Prefix:
+    "Run the prefix once (from layer `start` with `depth`) and keep every layer's keys and values."
     dev = next(model.parameters()).device
     x = torch.tensor([list(ids)], device=dev)
     emb = model.get_input_embeddings().forward(x)
     cache = DynamicCache()  # full layers only: a sliding-window layer keeps every key, its mask does the rest
     pos = torch.arange(len(ids), device=dev)[None]
-    model(inputs_embeds=emb, attention_mask=torch.ones_like(x), position_ids=pos, use_cache=True,
-          logits_to_keep=1, **{_cache_kwarg(model): cache})
+    dp = None if depth is None else _DepthPass(depth, start, [(_ids_key(b"prefix", ids), len(ids))])
+    with _scope(dp, model):
+        model(inputs_embeds=emb, attention_mask=torch.ones_like(x), position_ids=pos, use_cache=True,
+              logits_to_keep=1, **{_cache_kwarg(model): cache})
     kv = [(None, None) if isinstance(l, DummyLayer) else (l.keys, l.values) for l in cache.layers]
-    return Prefix(tuple(ids), [k for k, _ in kv], [v for _, v in kv], emb[0], _dropped_layers(model))
+    return Prefix(tuple(ids), [k for k, _ in kv], [v for _, v in kv], emb[0], _dropped_layers(model), start)
 
 # %% ../nbs/03_classify.ipynb #687d355e
 def prefix_cache(model, # a Hugging Face causal LM (pruned or not)
-                 prefix_ids # the token ids every prompt starts with
+                 prefix_ids, # the token ids every prompt starts with
+                 depth=None, # a `prune.DepthReuse`: record the prefix's states in it, or start from them
+                 start:int=0 # with `depth`: the layer to run from (`DepthReuse.start`); 0 runs every layer
                 )->Prefix:
-    "The `Prefix` of `prefix_ids`, computed once per model state and set of dropped layers."
+    "The `Prefix` of `prefix_ids`, computed once per model state, set of dropped layers and start layer."
     store = getattr(model, "_attnprune_prefixes", None)
     if store is None:
         store = {}
         object.__setattr__(model, "_attnprune_prefixes", store)
     p = next(model.parameters())
     state = (sum(q._version for q in model.parameters()), p.data_ptr(), p.dtype)  # in-place updates, .to()
-    key = (tuple(int(i) for i in prefix_ids), _dropped_layers(model), state)
-    if key not in store:
-        while len(store) >= 4: store.pop(next(iter(store)))
-        store[key] = _run_prefix(model, key[0])
+    key = (tuple(int(i) for i in prefix_ids), _dropped_layers(model), state, start)
+    record = depth is not None and depth.wants(model, [_ids_key(b"prefix", key[0])], start)
+    if key not in store or record:
+        while len(store) >= 4 and key not in store: store.pop(next(iter(store)))
+        store[key] = _run_prefix(model, key[0], depth, start)
     return store[key]
 
 # %% ../nbs/03_classify.ipynb #a2dab1ca
@@ -169,41 +213,55 @@ def _with_prefix(prefix:Prefix, inputs_embeds, attention_mask, position_ids)->tu
     return embeds, mask, positions, _shifted_prefix(prefix, pads)
 
 # %% ../nbs/03_classify.ipynb #44e52c73
-def _continuation_log_probs(model, cache:list, mask, last_pos, ids:list, dtype)->torch.Tensor:
+def _continuation_log_probs(model, cache:list, mask, last_pos, ids:list, dtype, dp=None)->torch.Tensor:
     "Summed log-probabilities of label tokens ids[1:] after ids[:-1], continuing the prompt's cache."
     B, m, dev = mask.shape[0], len(ids), mask.device
     embeds = model.get_input_embeddings().forward(torch.tensor([ids[:-1]], device=dev))  # no hooks: see above
     embeds = embeds.to(dtype).expand(B, -1, -1)
-    out = model(inputs_embeds=embeds, attention_mask=torch.cat([mask, mask.new_ones(B, m - 1)], 1),
-                position_ids=last_pos + torch.arange(1, m, device=dev)[None], use_cache=True,
-                logits_to_keep=m - 1, **{_cache_kwarg(model): _kv_cache(cache)})
+    rows = None if dp is None else [(_next_key(k, ids), m - 1) for k, _ in dp.rows]
+    with _scope(dp, model, rows):
+        out = model(inputs_embeds=embeds, attention_mask=torch.cat([mask, mask.new_ones(B, m - 1)], 1),
+                    position_ids=last_pos + torch.arange(1, m, device=dev)[None], use_cache=True,
+                    logits_to_keep=m - 1, **{_cache_kwarg(model): _kv_cache(cache)})
     lp = torch.log_softmax(out.logits.float(), -1)
     return lp[:, torch.arange(m - 1), torch.tensor(ids[1:], device=dev)].sum(-1)
 
 # %% ../nbs/03_classify.ipynb #55b3ebb4
+def _check_prefix(model, prefix:Prefix|None, dp:_DepthPass|None):
+    "A clear error unless `prefix` was run with the model's dropped layers and from the batch's start layer."
+    if prefix is None: return
+    if prefix.dropped != _dropped_layers(model):
+        now = list(_dropped_layers(model))
+        raise AttnPruneError(f"This prefix was built with dropped layers {list(prefix.dropped)}, the model "
+                             f"now drops {now}: get it again with prefix_cache.")
+    start = 0 if dp is None else dp.start
+    if prefix.start != start:
+        raise AttnPruneError(f"This prefix was run from layer {prefix.start}, the batch runs from layer "
+                             f"{start}: get it with prefix_cache(model, ids, depth, start).")
+
+# %% ../nbs/03_classify.ipynb #e2c8b059
 def label_word_log_probs(model, # a Hugging Face causal LM
                          inputs_embeds:torch.Tensor, # (batch, seq, hidden) left-padded prompts (after prefix)
                          attention_mask:torch.Tensor, # (batch, seq)
                          position_ids:torch.Tensor, # (batch, seq), counting real tokens from 0
                          label_ids:list, # per class, the label word's token ids
-                         prefix:Prefix|None=None # the shared prefix before every row (see `prefix_cache`)
+                         prefix:Prefix|None=None, # the shared prefix before every row (see `prefix_cache`)
+                         depth:_DepthPass|None=None # depth reuse of this batch (`class_log_probs` makes it)
                         )->torch.Tensor: # (batch, classes) log p(label word | prompt), fp32
     "Log-probability of each class's label word as the continuation of each prompt."
     multi = any(len(l) > 1 for l in label_ids)
-    if prefix is not None and prefix.dropped != _dropped_layers(model):
-        now = list(_dropped_layers(model))
-        raise AttnPruneError(f"This prefix was built with dropped layers {list(prefix.dropped)}, the model "
-                             f"now drops {now}: get it again with prefix_cache.")
+    _check_prefix(model, prefix, depth)
     if prefix is None: embeds, mask, pos, cache = inputs_embeds, attention_mask, position_ids, None
     else: embeds, mask, pos, cache = _with_prefix(prefix, inputs_embeds, attention_mask, position_ids)
     if cache is None and multi: cache = DynamicCache()
     extra = {} if cache is None else {_cache_kwarg(model): cache, "use_cache": True}
-    out = model(inputs_embeds=embeds, attention_mask=mask, position_ids=pos, logits_to_keep=1, **extra)
+    with _scope(depth, model):
+        out = model(inputs_embeds=embeds, attention_mask=mask, position_ids=pos, logits_to_keep=1, **extra)
     first = torch.log_softmax(out.logits[:, -1].float(), -1)[:, [l[0] for l in label_ids]]
     if not multi: return first
     kv = [(None, None) if isinstance(l, DummyLayer) else (l.keys, l.values) for l in cache.layers]
-    return torch.stack([first[:, c] if len(ids) == 1 else
-                        first[:, c] + _continuation_log_probs(model, kv, mask, pos[:, -1:], ids, embeds.dtype)
+    def _more(ids): return _continuation_log_probs(model, kv, mask, pos[:, -1:], ids, embeds.dtype, depth)
+    return torch.stack([first[:, c] if len(ids) == 1 else first[:, c] + _more(ids)
                         for c, ids in enumerate(label_ids)], -1)
 
 # %% ../nbs/03_classify.ipynb #37a2a6fe
@@ -214,15 +272,15 @@ def renormalise(word_log_probs:torch.Tensor # (batch, classes) label-word log-pr
     return word_log_probs - total, total.squeeze(-1).exp()
 
 # %% ../nbs/03_classify.ipynb #f7b22845
-def _shared_prefix(model, seqs:list, prefix_len:int)->tuple:
-    "The `Prefix` of the first `prefix_len` tokens all `seqs` share (None for 0) and what follows it in each."
+def _shared_prefix(seqs:list, prefix_len:int)->tuple:
+    "The first `prefix_len` tokens all `seqs` share (None for 0) and what follows them in each."
     k = min(prefix_len, max(len(s) for s in seqs) - 1)
     if k <= 0: return None, seqs
     head = list(seqs[0][:k])
     if any(list(s[:k]) != head for s in seqs):
         raise AttnPruneError(f"prefix_len={prefix_len}, but the sequences do not all start with the same {k} "
                              "tokens: pass prefix_len=0, or prompts encoded from one task.")
-    return prefix_cache(model, head), [list(s[k:]) for s in seqs]
+    return head, [list(s[k:]) for s in seqs]
 
 # %% ../nbs/03_classify.ipynb #9dc14427
 @torch.no_grad()
@@ -232,20 +290,23 @@ def class_log_probs(model, # a Hugging Face causal LM
                     label_ids:list, # per class, the label word's token ids
                     prefix_len:int=0, # leading tokens all `seqs` share, run once (see `EncodedPrompts`)
                     token_budget:int|None=None, # padded tokens per batch; None: `default_token_budget(model)`
-                    progress:bool=False # show a progress bar
+                    progress:bool=False, # show a progress bar
+                    depth=None # a `prune.DepthReuse`: record states (full model) or start from them (pruned)
                    )->tuple: # (class log-probs (n, classes) float64, label-word mass (n,)) as numpy
     "Class log-probabilities and label-word mass of token sequences, in length-sorted token-sized batches."
     lps, masses = np.zeros((len(seqs), len(label_ids))), np.zeros(len(seqs))
     if not len(seqs): return lps, masses
     dev, emb = next(model.parameters()).device, model.get_input_embeddings()
-    prefix, parts = _shared_prefix(model, seqs, prefix_len)
+    head, parts = _shared_prefix(seqs, prefix_len)
     pad_id = tok.pad_token_id if tok.pad_token_id is not None else 0
     budget = token_budget or default_token_budget(model)
     batches = token_batches([len(s) for s in seqs], budget, _batch_cost(model))
     for idx in tqdm(batches, desc="score", disable=not progress, leave=False):
         b = pad_batch([parts[i] for i in idx], pad_id, dev)
         embeds, mask, pos = emb(b["input_ids"]), b["attention_mask"], b["position_ids"]
-        words = label_word_log_probs(model, embeds, mask, pos, label_ids, prefix)
+        dp = _depth_pass(depth, model, head, [parts[i] for i in idx], label_ids)
+        prefix = None if head is None else prefix_cache(model, head, depth, 0 if dp is None else dp.start)
+        words = label_word_log_probs(model, embeds, mask, pos, label_ids, prefix, dp)
         lp, mass = renormalise(words)
         lps[idx], masses[idx] = lp.double().cpu().numpy(), mass.double().cpu().numpy()
     return lps, masses

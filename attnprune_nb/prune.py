@@ -4,19 +4,21 @@
 
 # %% ../nbs/04_prune.ipynb #7debe3b8
 from __future__ import annotations
-import contextlib, inspect, time
+import contextlib, inspect, os, time, weakref
 from dataclasses import dataclass
 
 # %% auto #0
-__all__ = ['ARCH_SPECS', 'STRATEGIES', 'ArchSpec', 'arch_spec', 'decoder_layers', 'dropped_layers', 'attention_importance',
-           'DroppedAttention', 'validate_layers', 'DroppedCacheLayer', 'drop_attention', 'restore', 'attention_dropped',
-           'attention_masked', 'kv_cache_bytes', 'layers_to_drop', 'measure_efficiency']
+__all__ = ['ARCH_SPECS', 'STRATEGIES', 'DEPTH_BUDGET', 'ArchSpec', 'arch_spec', 'decoder_layers', 'dropped_layers',
+           'attention_importance', 'DroppedAttention', 'validate_layers', 'DroppedCacheLayer', 'drop_attention',
+           'restore', 'attention_dropped', 'attention_masked', 'kv_cache_bytes', 'layers_to_drop', 'measure_efficiency',
+           'depth_budget', 'depth_state_bytes', 'DepthReuse']
 
 # %% ../nbs/04_prune.ipynb #13ab2431
 import numpy as np
 import pandas as pd
 import torch
 from torch import nn
+from fastcore.basics import patch
 from transformers.cache_utils import DynamicCache, DynamicLayer, DummyLayer
 from .core import AttnPruneError
 from .data import Task, sample_split
@@ -161,7 +163,7 @@ def _cache_kwarg(base)->str:
 
 # %% ../nbs/04_prune.ipynb #dc1a2bd9
 class DroppedCacheLayer(DummyLayer):
-    "The KV-cache layer of a dropped attention layer: stores nothing, answers length questions from a kept layer."
+    "The cache layer of a dropped attention layer: holds nothing, answers length questions from a kept layer."
     is_sliding = False # never the layer that sizes a sliding-window mask
     def __init__(self, source # the cache layer of the first kept layer of the same cache
                 ):
@@ -201,14 +203,15 @@ def _cache_pre_hook(model):
     base = _get(model, arch_spec(model).base)
     name, n = _cache_kwarg(base), model.config.num_hidden_layers
     def _hook(mod, args, kwargs):
-        dropped = set(dropped_layers(model))
+        dropped, skip = set(dropped_layers(model)), getattr(model, "_attnprune_skip", 0)
         if not dropped: return args, kwargs
+        if len(dropped | set(range(skip))) == n: return args, {**kwargs, name: None, "use_cache": False}
         cache, use_cache = kwargs.get(name), kwargs.get("use_cache")
         if use_cache is None: use_cache = getattr(mod.config, "use_cache", False)
         if cache is None and use_cache:
             cache = DynamicCache(config=mod.config)
             kwargs[name] = cache
-        if cache is not None: _mark_cache(cache, dropped, n, getattr(model, "_attnprune_skip", 0))
+        if cache is not None: _mark_cache(cache, dropped, n, skip)
         return args, kwargs
     return base.register_forward_pre_hook(_hook, with_kwargs=True)
 
@@ -290,9 +293,11 @@ def attention_masked(model, # a supported HF causal LM
         if isinstance(out, tuple): return (torch.zeros_like(out[0]),) + tuple(out[1:])
         return torch.zeros_like(out)
     hooks = [_get(dec[l], spec.post_norm or spec.attn).register_forward_hook(_zero) for l in layers]
+    object.__setattr__(model, "_attnprune_masked", getattr(model, "_attnprune_masked", 0) + 1)  # DepthReuse
     try: yield model
     finally:
         for h in hooks: h.remove()
+        object.__setattr__(model, "_attnprune_masked", model._attnprune_masked - 1)
 
 # %% ../nbs/04_prune.ipynb #1c4924e1
 def kv_cache_bytes(cache, # a transformers Cache (or an encoder-decoder cache)
@@ -418,3 +423,187 @@ def measure_efficiency(model, # a HF causal LM, pruned or not
     return dict(params=sum(p.numel() for p in model.parameters()),
                 attention_params_removed=_removed_params(model), kv_cache_bytes=kv, prefill_seconds=prefill,
                 decode_tokens_per_second=tps, dropped=dropped_layers(model))
+
+# %% ../nbs/04_prune.ipynb #c53cee03
+DEPTH_BUDGET = 2**30  # bytes of stored states by default (setting: ATTNPRUNE_DEPTH_BUDGET)
+
+# %% ../nbs/04_prune.ipynb #09180a5b
+def depth_budget(budget:int|None=None # bytes; None: the setting ATTNPRUNE_DEPTH_BUDGET, else DEPTH_BUDGET
+                )->int:
+    "The bytes `DepthReuse` may keep: `budget`, else ATTNPRUNE_DEPTH_BUDGET, else `DEPTH_BUDGET`."
+    env = os.environ.get("ATTNPRUNE_DEPTH_BUDGET", "").strip()
+    if budget is None and not env: return DEPTH_BUDGET
+    value = str(budget if budget is not None else env)
+    if not value.isdigit():
+        raise AttnPruneError(f"Depth-reuse budget {value!r} is not a whole number of bytes: use e.g. "
+                             "1073741824 (1 GiB) or 0 (off), or unset ATTNPRUNE_DEPTH_BUDGET.")
+    return int(value)
+
+# %% ../nbs/04_prune.ipynb #4ddbb2ff
+def depth_state_bytes(config, # a model config (its hidden size)
+                      tokens:int, # tokens whose states are kept: the prompts after the prefix, and the prefix
+                      layers:int=1, # layers whose entering states are kept
+                      element_size:int=4 # bytes per value: 4 in fp32
+                     )->int:
+    "Bytes of the residual states `DepthReuse` keeps for `tokens` tokens at `layers` layers."
+    c = config.get_text_config() if hasattr(config, "get_text_config") else config
+    return (getattr(c, "hidden_size", None) or c.n_embd) * tokens * layers * element_size
+
+# %% ../nbs/04_prune.ipynb #9969bc4b
+class DepthReuse:
+    "Residual states entering chosen layers, recorded scoring the full model and reused for pruned ones."
+    def __init__(self, layers, # the layers pruned models start from: min(D) of each planned set D
+                 budget:int|None=None # bytes the states may take (`depth_budget`)
+                ):
+        self.layers, self.budget = sorted({int(l) for l in layers} - {0}), depth_budget(budget)
+        self.counts = dict(reused=0, full=0, recorded=0, over_budget=0)
+        self.clear()
+    @classmethod
+    def for_drops(cls, drops, # the sets of dropped layers of the planned pruned cells
+                  budget:int|None=None # bytes the states may take (`depth_budget`)
+                 ):
+        "A `DepthReuse` for the first dropped layer of each planned cell."
+        return cls({min(int(l) for l in d) for d in drops if len(d)}, budget)
+    def clear(self):
+        "Forget every state, and the model they came from."
+        self.states, self.nbytes, self._model, self._params = {}, 0, None, []
+    def __repr__(self):
+        mib = f"{self.nbytes / 2**20:.1f} of {self.budget / 2**20:.0f} MiB"
+        return f"DepthReuse(layers={self.layers}, {len(self.states)} sequences, {mib}, {self.counts})"
+
+# %% ../nbs/04_prune.ipynb #439b8ad6
+def _param_state(model)->list:
+    "Each parameter of `model` (a weak reference) with its version, storage and dtype."
+    return [(weakref.ref(p), p._version, p.data_ptr(), p.dtype) for p in model.parameters()]
+
+# %% ../nbs/04_prune.ipynb #418b0831
+def _unchanged(state:list)->bool:
+    "Whether every parameter of `_param_state` still alive has its version, storage and dtype."
+    return all(p is None or (p._version, p.data_ptr(), p.dtype) == (v, d, t)
+               for p, v, d, t in ((r(), v, d, t) for r, v, d, t in state))
+
+# %% ../nbs/04_prune.ipynb #40f38940
+@patch
+def usable(self:DepthReuse, model)->bool:
+    "Whether states may be recorded for or used with `model` (binds it; forgets all if its weights changed)."
+    if getattr(model, "_attnprune_masked", 0): return False
+    emb = model.get_input_embeddings()
+    if emb._forward_hooks or emb._forward_pre_hooks: return False  # the embeddings may not be the ids' own
+    owner = None if self._model is None else self._model()
+    if owner is not None and owner is not model:
+        raise AttnPruneError("This DepthReuse holds states of another model: make one per (model, task, "
+                             "demonstrations) group.")
+    if owner is None or not _unchanged(self._params):
+        self.clear()
+        self._model, self._params = weakref.ref(model), _param_state(model)
+    return True
+
+# %% ../nbs/04_prune.ipynb #16c554b7
+@patch
+def start(self:DepthReuse, model, keys:list)->int:
+    "The layer a pass over sequences `keys` can start from: the deepest stored one <= min(D) (0: none)."
+    dropped = dropped_layers(model)
+    if not dropped or not self.usable(model): return 0
+    for l in reversed([l for l in self.layers if l <= dropped[0]]):
+        if all(l in self.states.get(k, ()) for k in keys): return l
+    return 0
+
+# %% ../nbs/04_prune.ipynb #5e978e41
+@patch
+def _to_record(self:DepthReuse, model, keys:list, start:int)->list:
+    "Layers whose entering states a pass from `start` computes as the full model does, missing for `keys`."
+    if self.nbytes >= self.budget or not self.usable(model): return []
+    dropped = dropped_layers(model)
+    top = dropped[0] if dropped else len(decoder_layers(model))
+    def lacks(l): return any(l not in self.states.get(k, ()) for k in keys)
+    return [l for l in self.layers if start <= l <= top and lacks(l)]
+
+# %% ../nbs/04_prune.ipynb #e2ad0e8a
+@patch
+def wants(self:DepthReuse, model, keys:list, start:int=0)->bool:
+    "Whether a pass over `keys` from layer `start` would record states not stored yet."
+    return bool(self._to_record(model, keys, start))
+
+# %% ../nbs/04_prune.ipynb #5129e8d2
+@patch
+def _put(self:DepthReuse, key:bytes, layer:int, x:torch.Tensor):
+    "Store the states `x` (tokens, hidden) of sequence `key` entering `layer`, if the budget allows."
+    if self.nbytes + x.nbytes > self.budget:
+        self.counts["over_budget"] += 1
+        return
+    self.states.setdefault(key, {})[layer] = x.detach().clone()
+    self.nbytes += x.nbytes
+    self.counts["recorded"] += 1
+
+# %% ../nbs/04_prune.ipynb #52032676
+def _hidden(args, kwargs)->torch.Tensor:
+    "The residual stream a decoder layer is called with."
+    return args[0] if args else kwargs["hidden_states"]
+
+# %% ../nbs/04_prune.ipynb #ff3f4c07
+def _with_hidden(args, kwargs, x:torch.Tensor)->tuple:
+    "A decoder layer's call arguments with the residual stream replaced by `x`."
+    if args: return (x,) + tuple(args[1:]), kwargs
+    return args, {**kwargs, "hidden_states": x}
+
+# %% ../nbs/04_prune.ipynb #c00ad526
+@patch
+def _recorder(self:DepthReuse, layer:int, rows:list):
+    "A pre-hook on `layer` storing each row's own (last) tokens' states, where not stored yet."
+    def _hook(mod, args, kwargs):
+        x = _hidden(args, kwargs)
+        for i, (key, n) in enumerate(rows):
+            if layer not in self.states.get(key, ()): self._put(key, layer, x[i, x.shape[1] - n:])
+    return _hook
+
+# %% ../nbs/04_prune.ipynb #8925d633
+@patch
+def _injector(self:DepthReuse, layer:int, rows:list, lead:bytes|None):
+    "A pre-hook on `layer` putting each row's stored states (after `lead`'s) in the row's last slots."
+    head = [] if lead is None else [self.states[lead][layer]]
+    def _hook(mod, args, kwargs):
+        x = _hidden(args, kwargs).clone()
+        T = x.shape[1]
+        for i, (key, _) in enumerate(rows):
+            s = torch.cat(head + [self.states[key][layer]])[-T:]
+            x[i, T - len(s):] = s.to(x.dtype)
+        return _with_hidden(args, kwargs, x)
+    return _hook
+
+# %% ../nbs/04_prune.ipynb #7540a1c3
+def _pass_through(hidden_states, *args, **kwargs):
+    "The forward of a skipped decoder layer: its input, unchanged."
+    return hidden_states
+
+# %% ../nbs/04_prune.ipynb #2a07aa9c
+@contextlib.contextmanager
+def _skipping(model, start:int):
+    "Inside: the decoder layers below `start` pass their input through; the cache holds stand-ins there."
+    dec = decoder_layers(model)
+    for l in range(start): dec[l].forward = _pass_through
+    object.__setattr__(model, "_attnprune_skip", start)
+    try: yield
+    finally:
+        for l in range(start): del dec[l].forward
+        object.__setattr__(model, "_attnprune_skip", 0)
+
+# %% ../nbs/04_prune.ipynb #0dbd7fbd
+@patch
+@contextlib.contextmanager
+def scope(self:DepthReuse, model, # the model about to run
+          start:int, # the layer the pass starts from (`start`); 0 runs every layer
+          rows:list, # per batch row, (key, number of its own tokens: the last ones of the row)
+          lead:bytes|None=None # key of the states before every row's own (the shared prefix), or None
+         ):
+    "Inside: a forward runs from layer `start` on the stored states of `rows` and records what it lacks."
+    dec, hooks = decoder_layers(model), []
+    if start:
+        inject = self._injector(start, rows, lead)
+        hooks.append(dec[start].register_forward_pre_hook(inject, with_kwargs=True))
+    for l in self._to_record(model, [k for k, _ in rows], start):
+        hooks.append(dec[l].register_forward_pre_hook(self._recorder(l, rows), with_kwargs=True))
+    self.counts["reused" if start else "full"] += 1
+    try:
+        with _skipping(model, start): yield
+    finally:
+        for h in hooks: h.remove()
