@@ -1,6 +1,8 @@
-"""The Ray backend against the local runner: the same results.csv, a killed worker retried, a killed driver resumed,
-a failing group reported while the others finish. One Ray instance (2 CPUs) serves the module."""
+"""The Ray backend against the local runner: the same results.csv (also on the tiny sweep of the outside check), a killed
+worker retried, a killed driver resumed, a failing group reported while the others finish. One Ray instance (2 CPUs)
+serves the module."""
 import json, os, signal, subprocess, sys, time
+import numpy as np
 from pathlib import Path
 import pandas as pd
 import pytest
@@ -27,6 +29,29 @@ seeds: [0, 1]
 """
 N_CELLS = 10  # 2 seeds (two groups) x (none + 2 strategies x 2 k)
 TIMING = {"prefill_seconds", "decode_tokens_per_second"}
+
+
+# The tiny sweep of issue 20's outside check, exactly: two organisms, one task, similarity at k 0 and 1, IG and random.
+OUTSIDE_CHECK = """models:
+  - {arch: llama}
+  - {arch: gpt2}
+tasks: [synthetic-sentiment]
+n: 24
+strategies: [similarity]
+k: [0, 1]
+methods: [integrated_gradients, random]
+seeds: [0]
+efficiency: false
+"""
+KEY = ["model", "task", "split", "seed", "demo_seed", "draw", "strategy", "k", "dropped", "method", "metric"]
+
+
+def keyed(folder):
+    "results.csv as values keyed by every column but the value, without the timing metrics; each key once."
+    df = pd.read_csv(Path(folder)/"results.csv")
+    df = df[~df.metric.isin(TIMING)].fillna({"method": ""})
+    assert not df.duplicated(KEY).any(), df[df.duplicated(KEY, keep=False)]
+    return df.set_index(KEY).value.sort_index()
 
 
 def table(folder):
@@ -106,3 +131,15 @@ def test_failing_group_is_reported_while_others_finish(sweep, cluster):
     assert [f["cell"]["model"] for f in failed] == ["not-a-model"] and failed[0]["attempts"] == 2
     assert failed[0]["error"] and "\n" not in failed[0]["error"]
     assert set(table(out).model) == {"organism-gpt2"}  # the good group finished and was collected
+
+
+def test_outside_check_sweep_equals_local(tmp_path, cluster):
+    cfg = tmp_path/"sweep.yaml"
+    cfg.write_text(OUTSIDE_CHECK)
+    run_sweep(cfg, out=tmp_path/"local", progress=False)
+    run_sweep_ray(cfg, out=tmp_path/"ray", progress=False)
+    local, on_ray = keyed(tmp_path/"local"), keyed(tmp_path/"ray")
+    assert len(local) > 150 and set(local.index.get_level_values("model")) == {"organism-llama", "organism-gpt2"}
+    assert local.index.equals(on_ray.index), local.index.symmetric_difference(on_ray.index)
+    assert (local.index.get_level_values("metric") == "comprehensiveness_aopc").sum() == 8  # 4 cells x 2 methods
+    np.testing.assert_allclose(on_ray.to_numpy(), local.to_numpy(), atol=1e-6, rtol=0, equal_nan=True)
