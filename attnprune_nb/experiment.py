@@ -17,8 +17,8 @@ __all__ = ['FAITH_KEYS', 'CAL_KEYS', 'FAITH_REPORTED', 'CONTENT_FREE', 'TEMPERAT
            'sweep_task', 'prompt_task', 'task_split', 'check_task', 'check_model', 'file_hash', 'model_fingerprint',
            'task_hash', 'resolve_k', 'model_layers', 'model_label', 'check_k', 'check_sweep', 'cell_methods',
            'random_layer_seed', 'cell_identity', 'group_expand', 'expand_cells', 'shard_cells', 'CellPlan',
-           'plan_cells', 'group_cells', 'importance_sample', 'load_sweep_model', 'cell_record', 'run_group',
-           'write_cell', 'cell_line', 'run_sweep']
+           'plan_cells', 'group_cells', 'importance_sample', 'load_sweep_model', 'cell_record', 'cell_layers',
+           'run_group', 'write_cell', 'cell_line', 'run_sweep']
 
 # %% ../nbs/08_experiment.ipynb #9c550e38
 import numpy as np
@@ -33,7 +33,7 @@ from .organisms import train_organism, organism_path, organism_settings, ARCHS
 from .prompts import encode_prompts, model_max_length, label_token_ids
 from .classify import class_log_probs, accuracy, macro_f1
 from .prune import attention_importance, layers_to_drop, attention_dropped, measure_efficiency
-from .prune import dropped_layers, decoder_layers, STRATEGIES
+from .prune import dropped_layers, decoder_layers, STRATEGIES, DepthReuse
 from .attribution import attribute, METHODS, REMOVALS
 from .faithfulness import faithfulness, summarise_faithfulness
 from .calibration import calibration_report, fit_temperature, apply_temperature
@@ -50,12 +50,13 @@ def _accepted(fn, **kwargs)->dict:
 def score_prompts(model, tok, task:Task, # model, tokenizer and task (template, demonstrations, label words)
                   texts:list, # input texts
                   chat:bool=False, # format each prompt with the tokenizer's chat template
-                  token_budget:int|None=None # padded tokens per batch (None: the device default)
+                  token_budget:int|None=None, # padded tokens per batch (None: the device default)
+                  depth:DepthReuse|None=None # depth reuse: record states (full model) or start from them (pruned)
                  )->tuple: # (EncodedPrompts, label ids, log-probs (n, C), label mass (n,))
     "Encode and score prompts: class log-probabilities over the label set and the label-word mass."
     enc = encode_prompts(tok, task, list(texts), max_length=model_max_length(model), chat=chat)
     lids = label_token_ids(tok, task, chat)
-    lp, mass = class_log_probs(model, tok, enc.input_ids, lids, enc.prefix_len, token_budget)
+    lp, mass = class_log_probs(model, tok, enc.input_ids, lids, enc.prefix_len, token_budget, depth=depth)
     return enc, lids, np.asarray(lp, np.float64), np.asarray(mass, np.float64)
 
 # %% ../nbs/08_experiment.ipynb #ddadb327
@@ -144,19 +145,20 @@ def recalibration(model, tok, task:Task, # model, tokenizer and task
                   seed:int=0, # seed of the held-out sample
                   contextual:bool=False, # also apply contextual calibration with CONTENT_FREE inputs
                   chat:bool=False, # chat template, as for the scored prompts
-                  token_budget:int|None=None # padded tokens per scoring batch
+                  token_budget:int|None=None, # padded tokens per scoring batch
+                  depth:DepthReuse|None=None # depth reuse for the held-out and content-free prompts
                  )->dict: # CellResult fields
     "Temperature scaling fitted on the held-out split and, optionally, contextual calibration."
     out, fs = {}, heldout_split(task, split)
     if fs is not None and n_calib:
         hx = sample_split(task.split(fs), n_calib, seed)
-        hlp = score_prompts(model, tok, task, hx.text.tolist(), chat, token_budget)[2]
+        hlp = score_prompts(model, tok, task, hx.text.tolist(), chat, token_budget, depth)[2]
         T = fit_temperature(hlp, hx.label.to_numpy())
         out.update(temperature=T, fit_split=fs, fit_n=len(hx), temperature_at_bound=temperature_at_bound(T),
                    calibration_after_temperature=calibration_report(apply_temperature(log_probs, T), labels,
                        list(CAL_KEYS)))
     if contextual:
-        cf = np.exp(score_prompts(model, tok, task, list(CONTENT_FREE), chat, token_budget)[2])
+        cf = np.exp(score_prompts(model, tok, task, list(CONTENT_FREE), chat, token_budget, depth)[2])
         p = contextual_calibration(np.exp(log_probs), cf)
         out["contextual"] = dict(accuracy=accuracy(p.argmax(1), labels),
             macro_f1=macro_f1(p.argmax(1), labels, task.n_classes),
@@ -235,12 +237,13 @@ def evaluate_cell(model, tok, task:Task, # a (possibly pruned) model, its tokeni
                   chat:bool=False, # format prompts with the tokenizer's chat template
                   token_budget:int|None=None, # padded tokens per scoring batch (None: the device default)
                   flips:bool=True, # score the decision-flip curves (`faithfulness`)
+                  depth:DepthReuse|None=None, # depth reuse for forward scoring (never for faithfulness)
                   **attr_opts # passed to `attribute` (n_steps for IG, ...)
                  )->CellResult:
     "Evaluate one cell: accuracy, calibration (raw, temperature, contextual), faithfulness, efficiency."
     split = eval_split(task, split)
     ex = sample_split(task.split(split), n, seed)
-    enc, _, lp, mass = score_prompts(model, tok, task, ex.text.tolist(), chat, token_budget)
+    enc, _, lp, mass = score_prompts(model, tok, task, ex.text.tolist(), chat, token_budget, depth)
     y, pred = ex.label.to_numpy(), lp.argmax(1)
     res = CellResult(task.name, split, len(ex), dropped_layers(model), accuracy(pred, y),
                      macro_f1(pred, y, task.n_classes), float(mass.mean()) if len(mass) else float("nan"),
@@ -248,7 +251,7 @@ def evaluate_cell(model, tok, task:Task, # a (possibly pruned) model, its tokeni
                          list(CAL_KEYS)), n_truncated=enc.n_truncated, majority_share=majority_share(pred),
                      seed=seed)
     res = dataclasses.replace(res, **recalibration(model, tok, task, lp, y, split, n_calib, seed, contextual,
-        chat, token_budget))
+        chat, token_budget, depth))
     faith, rows, scores, pos = cell_faithfulness(model, tok, task, enc, lp, y, methods, faithfulness_n,
         removal, seed,
                                                  k_default, token_budget, chat, progress, flips, **attr_opts)
@@ -290,6 +293,7 @@ class SweepSettings:
     flip_curve:bool=True # score decision-flip curves (up to a pass per text token per method)
     batch_size:int=16 # unused (batches are sized by `token_budget`); kept for old configs
     token_budget:int|None=None # padded tokens per forward pass (None: the device default; no result changes)
+    depth_reuse:bool=True # pruned cells score from the full model's states (within 1e-4; no result changes)
     task_options:dict=field(default_factory=dict) # load_task options: template, label_words, columns, labels
     shots:int|str=0 # few-shot demonstrations drawn from train; "per_class": one per class of each task
     demo_seed:int=0 # seed of the demonstrations (one set; `demo_seeds` gives several)
@@ -326,7 +330,7 @@ CONFIG_TYPES = {"models": list, "tasks": list, "split": (str, dict, type(None)),
     "strategies": list,
                 "k": list, "methods": list, "faithfulness_n": OPT_INT, "faithfulness": list, "seeds": list,
                 "removal": str, "out": str, "n_calib": int, "calibration_n": int, "importance_n": int,
-                "ig_steps": OPT_INT, "flip_curve": bool, "batch_size": int, "token_budget": OPT_INT,
+                "ig_steps": OPT_INT, "flip_curve": bool, "batch_size": int, "token_budget": OPT_INT, "depth_reuse": bool,
                 "task_options": dict,
                 "shots": (int, str), "demo_seed": int,
                 "demo_seeds": (list, type(None)), "random_draws": int, "random_seed": OPT_INT,
@@ -818,28 +822,37 @@ def _importance_for(model, tok, settings, task, split, cell, n_layers):
                                 demo_seed=cell.get("demo_seed", 0), sample_split=pool,
                                 sample_ids=" ".join(map(str, rows)))
 
+# %% ../nbs/08_experiment.ipynb #6f9068f3
+def cell_layers(settings:SweepSettings, # the sweep
+                model, tok, # the group's model and tokenizer
+                cell:dict, # a cell of the group
+                imp_task:Task|None=None, # the importance sample's task (similarity strategies)
+                imp:pd.DataFrame|None=None # the group's importance (one-shot `similarity`)
+               )->list:
+    "The attention layers a cell drops."
+    if cell["strategy"] == "none": return []
+    k = resolve_k(cell["k"], len(decoder_layers(model)))
+    return layers_to_drop(model, k, cell["strategy"], tok, imp_task, n=settings.importance_n,
+                          importance=imp if cell["strategy"] == "similarity" else None,
+                          seed=random_layer_seed(settings, cell))
+
 # %% ../nbs/08_experiment.ipynb #597e2486
 def run_group(settings:SweepSettings, # the sweep
               cells:list, # cells of one (model, task, demonstration set, seed) group (`group_cells`)
               progress:bool=False # show progress bars inside each cell
              ):
     "Evaluate the cells of one group: the model loads once, importance is scored once; yields cell records."
-    c0 = cells[0]
+    c0, t0 = cells[0], time.perf_counter()
     base = sweep_task(settings, c0["task"])
     task = prompt_task(settings, base, c0.get("demo_seed"))
     model, tok = load_sweep_model(settings, c0["spec"], base)
     n_layers, split = len(decoder_layers(model)), task_split(settings, c0["task"], task)
-    imp_task, imp = None, None
     try:
-        for c in cells:
-            t0, k = time.perf_counter(), resolve_k(c["k"], n_layers)
-            if c["strategy"].startswith("similarity") and imp is None:
-                imp_task, imp = _importance_for(model, tok, settings, task, split, c, n_layers)
-            one_shot = imp if c["strategy"] == "similarity" else None
-            layers = [] if c["strategy"] == "none" else layers_to_drop(
-                model, k, c["strategy"], tok, imp_task, importance=one_shot,
-                seed=random_layer_seed(settings, c),
-                n=settings.importance_n)
+        sim = any(c["strategy"].startswith("similarity") for c in cells)
+        imp_task, imp = _importance_for(model, tok, settings, task, split, c0, n_layers) if sim else (None, None)
+        plan = [(c, cell_layers(settings, model, tok, c, imp_task, imp)) for c in cells]
+        depth = DepthReuse.for_drops([l for _, l in plan]) if settings.depth_reuse else None
+        for c, layers in plan:
             methods, faith_n = cell_methods(settings, c["spec"], c["task"], c["strategy"])
             ig = settings.ig_steps and "integrated_gradients" in methods
             opts = {"n_steps": settings.ig_steps} if ig else {}
@@ -848,12 +861,13 @@ def run_group(settings:SweepSettings, # the sweep
                                     settings.n_calib, efficiency=settings.efficiency,
                                     batch_size=settings.batch_size, progress=progress, faithfulness_n=faith_n,
                                     contextual=settings.contextual, chat=settings.chat,
-                                    token_budget=settings.token_budget,
-                                    flips=settings.flip_curve, **opts)
+                                    token_budget=settings.token_budget, flips=settings.flip_curve,
+                                    depth=depth, **opts)
+            k = resolve_k(c["k"], n_layers)
             res = dataclasses.replace(res, model=c["model"], strategy=c["strategy"], k=k,
-                demo_seed=c.get("demo_seed", 0), draw=c.get("draw", 0),
-                seconds=time.perf_counter() - t0)
+                demo_seed=c.get("demo_seed", 0), draw=c.get("draw", 0), seconds=time.perf_counter() - t0)
             yield cell_record(dict(c, k=k), res, imp if c["strategy"].startswith("similarity") else None)
+            t0 = time.perf_counter()
     finally:
         del model
         gc.collect()

@@ -80,3 +80,26 @@ def test_committed_llm_study_keeps_its_cell_ids():
     if not (SHARED/"sst2").exists(): pytest.skip("shared data not found")
     ids = {c["id"] for c in expand_cells(load_config(ROOT/"configs"/"llms.yaml"))}
     assert ids == {f.stem for f in (ROOT/"nbs"/"study"/"cells").glob("*.json")}
+
+
+@pytest.mark.slow
+def test_depth_reuse_gives_the_same_results(tmp_path, monkeypatch):
+    "An organism sweep with and without depth reuse: same cells, same table within 1e-4, and reuse happened."
+    import attnprune_nb.experiment as ex
+    stores = []
+    class Spy(ex.DepthReuse):
+        def __init__(self, *a, **kw):
+            super().__init__(*a, **kw)
+            stores.append(self)
+    monkeypatch.setattr(ex, "DepthReuse", Spy)
+    cfg = dict(models=[{"arch": "llama"}, {"arch": "gpt2"}], tasks=["synthetic-sentiment"], n=24, k=[0, 1, 2],
+               strategies=["similarity", "last", "random"], random_draws=2, random_seed=3, methods=[], n_calib=24,
+               importance_n=16, contextual=True, efficiency=False, shots="per_class", demo_seeds=[0, 1])
+    on = run_sweep(cfg, out=tmp_path/"on", progress=False)
+    assert len(stores) == 4 and all(s.counts["reused"] > 0 and s.counts["recorded"] > 0 for s in stores), stores
+    off = run_sweep(cfg | {"depth_reuse": False}, out=tmp_path/"off", progress=False)
+    assert len(stores) == 4  # no store without depth reuse
+    ids = [sorted(p.name for p in (tmp_path/x/"cells").glob("*.json")) for x in ("on", "off")]
+    assert ids[0] == ids[1] and len(ids[0]) == 2 * 2 * (1 + 2 + 2 + 4)
+    pd.testing.assert_frame_equal(on.drop(columns="value"), off.drop(columns="value"))
+    assert np.abs(on.value.to_numpy() - off.value.to_numpy()).max() <= 1e-4
