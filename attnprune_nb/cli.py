@@ -11,7 +11,7 @@ from pathlib import Path
 # %% auto #0
 __all__ = ['COMMANDS', 'command_parser', 'writable_folder', 'n_note', 'attnprune_run', 'attnprune_organism',
            'attnprune_importance', 'coverage_warning', 'attnprune_evaluate', 'attnprune_models', 'attnprune_report',
-           'attnprune_docs', 'usage', 'main']
+           'attnprune_docs', 'attnprune_compare', 'usage', 'main']
 
 # %% ../nbs/12_cli.ipynb #08bda0ee
 from fastcore.docments import docments
@@ -254,10 +254,40 @@ def attnprune_docs(path:str="." # project root (with settings.ini and nbs/)
     from attnprune_nb.docs import build_docs
     build_docs(path)
 
-# %% ../nbs/12_cli.ipynb #686d6574
+# %% ../nbs/12_cli.ipynb #60b2dd42
+def attnprune_compare(model:str, # the full model: built-in LLM name, .gguf file, model folder or hub id
+                      task:str, # built-in task, folder of split files, CSV/TSV/JSONL file or hub dataset id
+                      pruned:str=None, # the pruned model (anything --model takes; LLM-Drop folders too)
+                      drop:str=None, # or: attention layers to drop from the full model, e.g. 3,7,9
+                      strategy:str=None, # or: similarity, similarity-iterative, last, first or random (with --k)
+                      k:int=None, # with --strategy: attention layers to drop
+                      n:int=300, # examples scored per demonstration set (the same in every set)
+                      shots:int=2, # demonstrations per prompt, drawn from train (0: none, one set)
+                      demo_sets:int=3, # independent demonstration sets (seeds 0, 1, ...)
+                      margin:float=0.03, # accuracy equivalence margin (0.03: 3 points), fixed before the run
+                      methods:str="input_x_gradient,occlusion,random", # attribution methods judged against random
+                      fail_on:str="accuracy,calibration,faithfulness", # aspects that set the exit status
+                      out:str=None, # folder for compare.md, compare.png and compare.json
+                      json:bool=False, # print one JSON object instead of the text
+                      split:str=None, # split to score (default: test, else validation, else the first)
+                      faithfulness_n:int=32, # examples attributed per demonstration set
+                      seed:int=0, # seed of the samples, the random control and the bootstrap
+                      text_column:str="text", # column holding the input text
+                      label_column:str="label", # column holding the label (id or class name)
+                      labels:str=None # class names in id order, comma-separated
+                     ):
+    "Judge a pruned model against its full model; exit 0 held, 1 worse, 3 inconclusive, 2 bad input."
+    from attnprune_nb.compare import run_compare, comparison_json, comparison_text
+    if out: writable_folder(out)
+    c, code = run_compare(model, task, pruned, drop, strategy, k, n, shots, demo_sets, margin, methods, fail_on,
+                          out, split, faithfulness_n, seed, text_column, label_column, labels)
+    print(comparison_json(c) if json else comparison_text(c))
+    if code: sys.exit(code)
+
+# %% ../nbs/12_cli.ipynb #61d2b93b
 COMMANDS = dict(run=attnprune_run, organism=attnprune_organism, importance=attnprune_importance,
-    evaluate=attnprune_evaluate,
-                models=attnprune_models, report=attnprune_report, docs=attnprune_docs)
+                evaluate=attnprune_evaluate, compare=attnprune_compare, models=attnprune_models,
+                report=attnprune_report, docs=attnprune_docs)
 
 # %% ../nbs/12_cli.ipynb #32c57b12
 def usage()->str:

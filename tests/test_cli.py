@@ -1,5 +1,5 @@
 """The `attnprune` command line: the contract of ../shared/DESIGN.md, clear errors, and the organism round trip."""
-import json
+import json, shutil
 from pathlib import Path
 import pytest
 from conftest import attnprune, ROOT
@@ -8,7 +8,7 @@ CAL = {"ece", "ece_equal_mass", "smooth_ece", "mce", "brier", "nll", "aurc"}
 FAITH = {"comprehensiveness", "sufficiency", "comprehensiveness_aopc", "sufficiency_aopc", "decision_flip_fraction"}
 
 
-COMMANDS = ("run", "organism", "importance", "evaluate", "models", "report", "docs")
+COMMANDS = ("run", "organism", "importance", "evaluate", "compare", "models", "report", "docs")
 
 
 def test_help_lists_every_subcommand():
@@ -27,7 +27,10 @@ def test_help_of_each_command_shows_its_parameter_comments(cmd):
         assert "".join(d.docment.split()) in flat, (name, d.docment)
     for option in {"evaluate": ["--split", "--n", "--drop", "--strategy", "--methods", "--seed", "--shots", "--chat",
                                 "--device-map", "--json", "--text-column", "--label-column", "--labels"],
-                   "run": ["--config", "--out", "--shard", "--backend", "--address"]}.get(cmd, []):
+                   "run": ["--config", "--out", "--shard", "--backend", "--address"],
+                   "compare": ["--model", "--pruned", "--drop", "--strategy", "--k", "--task", "--n", "--shots",
+                               "--demo-sets", "--margin", "--methods", "--fail-on", "--out", "--json",
+                               "--text-column", "--label-column", "--labels"]}.get(cmd, []):
         assert option in out, option
 
 
@@ -222,3 +225,73 @@ def test_n_larger_than_split_says_so_in_one_line(topic_organism, topic20):
     assert "attnprune: note: --n 100 is more than the 40 rows of split train; using all 40." in r.stderr, r.stderr
     r = attnprune("evaluate", "--model", topic_organism, "--task", topic20, "--n", 10, "--json")
     assert json.loads(r.stdout)["n"] == 10 and "note:" not in r.stderr
+
+
+# attnprune compare: exit 0 (held), 1 (worse), 2 (bad input, one line), --json, --out
+
+@pytest.fixture(scope="module")
+def sentiment_organism(tmp_path_factory):
+    "A Llama organism of synthetic-sentiment (its attention layer 1 carries negation: dropping it costs accuracy)."
+    out = tmp_path_factory.mktemp("organism")/"llama-sentiment"
+    attnprune("organism", "--arch", "llama", "--task", "synthetic-sentiment", "--out", out)
+    return out
+
+
+COMPARE = ["--task", "synthetic-sentiment", "--n", 48, "--shots", 0, "--methods", "occlusion", "--faithfulness-n", 8]
+
+
+def test_compare_a_model_with_itself_exits_0_with_zero_changes(sentiment_organism):
+    r = attnprune("compare", "--model", sentiment_organism, "--pruned", sentiment_organism, *COMPARE, "--json",
+                  check=False)
+    assert r.returncode == 0, r.stderr
+    c = json.loads(r.stdout)
+    assert c["exit_code"] == 0 and c["dropped"] == []
+    assert {a: d["verdict"] for a, d in c["aspects"].items()} == {
+        "accuracy": "held", "calibration": "unchanged", "faithfulness": "unchanged"}
+    assert all(row["change"] == row["low"] == row["high"] == 0 for row in c["rows"])
+
+
+def test_compare_without_the_key_layer_exits_1_and_writes_the_card(sentiment_organism, tmp_path):
+    r = attnprune("compare", "--model", sentiment_organism, "--drop", 1, *COMPARE, "--out", tmp_path/"o", "--json",
+                  check=False)
+    assert r.returncode == 1, r.stderr
+    printed = json.loads(r.stdout)
+    assert printed == json.loads((tmp_path/"o"/"compare.json").read_text())  # the same JSON, file and stdout
+    assert printed["aspects"]["accuracy"]["verdict"] == "worse" and printed["exit_code"] == 1
+    assert printed["summary"] in (tmp_path/"o"/"compare.md").read_text()
+    assert (tmp_path/"o"/"compare.png").stat().st_size > 0
+    text = attnprune("compare", "--model", sentiment_organism, "--drop", 1, *COMPARE, check=False)
+    verdicts = printed["summary"].split("; KV cache")[0]  # the prefill ratio is a timing: it varies
+    assert text.returncode == 1 and f"summary: {verdicts}; KV cache 0.83x" in text.stdout, text.stdout
+    assert "exit 1: a counted aspect got significantly worse" in text.stdout
+    none = attnprune("compare", "--model", sentiment_organism, "--drop", 1, *COMPARE, "--fail-on", "", check=False)
+    assert none.returncode == 0 and "(counted: none)" in none.stdout  # nothing counted: a report only
+
+
+@pytest.mark.parametrize("args,message", [
+    (["--drop", "1,1"], "Duplicate layer ids"),
+    (["--drop", "6"], "out of range"),
+    (["--drop", "1", "--strategy", "last", "--k", "1"], "exactly one pruned model"),
+    (["--strategy", "last"], "--strategy and --k go together"),
+    (["--drop", "1", "--fail-on", "efficiency"], "never counted"),
+    (["--drop", "1", "--margin", "3"], "fraction in (0, 1)"),
+])
+def test_compare_bad_options_exit_2_in_one_line(sentiment_organism, args, message):
+    line = one_error_line(attnprune("compare", "--model", sentiment_organism, *COMPARE, *args, check=False))
+    assert message in line, line
+
+
+def test_compare_refuses_other_tokenizers_and_bad_llm_drop_lists(sentiment_organism, topic_organism, tmp_path):
+    line = one_error_line(attnprune("compare", "--model", sentiment_organism, "--pruned", topic_organism,
+                                    *COMPARE, check=False))
+    assert "pruned model's tokenizer" in line, line
+    bad = tmp_path/"llm-drop"
+    shutil.copytree(sentiment_organism, bad)
+    cfg = json.loads((bad/"config.json").read_text())
+    for lists, message in ((dict(drop_attn_list=[True, False]), "2 booleans for a 6-layer model"),
+                           (dict(drop_attn_list=[1], drop_mlp_list=[2]), "drops attention only")):
+        (bad/"config.json").write_text(json.dumps(cfg | lists))
+        line = one_error_line(attnprune("compare", "--model", sentiment_organism, "--pruned", bad, *COMPARE,
+                                        check=False))
+        assert message in line, line
+
