@@ -8,8 +8,9 @@ from __future__ import annotations
 # %% auto #0
 __all__ = ['CALIBRATION_METRICS', 'check_probs', 'reliability_bins', 'expected_calibration_error', 'maximum_calibration_error',
            'calibration_gap', 'classwise_ece', 'smooth_ece_at', 'smooth_ece', 'brier_score', 'negative_log_likelihood',
-           'aurc', 'excess_aurc', 'calibration_report', 'bootstrap_ci', 'paired_bootstrap', 'apply_temperature',
-           'fit_temperature', 'cross_fit_temperature', 'contextual_calibration', 'recalibration_report']
+           'aurc', 'excess_aurc', 'calibration_report', 'metric_function', 'bootstrap_ci', 'paired_bootstrap',
+           'apply_temperature', 'fit_temperature', 'cross_fit_temperature', 'contextual_calibration',
+           'recalibration_report']
 
 # %% ../nbs/07_calibration.ipynb #cad241ba
 import numpy as np
@@ -259,8 +260,9 @@ def calibration_report(probs, # (n, classes) class probabilities
     return {m: CALIBRATION_METRICS[m](probs, labels) for m in names}
 
 # %% ../nbs/07_calibration.ipynb #c925e8d3
-def _metric_fn(metric):
-    "A metric function from a function or a name (accuracy, or a key of CALIBRATION_METRICS)."
+def metric_function(metric # "accuracy", a key of CALIBRATION_METRICS, or a function (probs, labels) -> float
+                   ):
+    "A metric function (probs, labels) -> float from a name or a function."
     if callable(metric): return metric
     if metric in CALIBRATION_METRICS: return CALIBRATION_METRICS[metric]
     if metric == "accuracy": return lambda p, y: float((np.asarray(p).argmax(1) == np.asarray(y)).mean())
@@ -276,7 +278,7 @@ def bootstrap_ci(metric, # accuracy, a key of CALIBRATION_METRICS, or a function
                  level:float=0.95, # coverage of the percentile interval
                 )->dict:
     "Metric value and its percentile bootstrap interval."
-    f = _metric_fn(metric)
+    f = metric_function(metric)
     p, y = check_probs(probs, labels)
     rng, n = np.random.default_rng(seed), len(y)
     vals = np.array([f(p[i], y[i]) for i in (rng.integers(0, n, n) for _ in range(n_resamples))])
@@ -294,7 +296,7 @@ def paired_bootstrap(metric, # accuracy, a key of CALIBRATION_METRICS, or a func
                      level:float=0.95, # coverage of the percentile interval
                     )->dict:
     "metric(b) - metric(a) with a paired bootstrap interval and two-sided p-value (same indices for both)."
-    f = _metric_fn(metric)
+    f = metric_function(metric)
     pa, y = check_probs(probs_a, labels)
     pb, _ = check_probs(probs_b, labels)
     if pa.shape != pb.shape:

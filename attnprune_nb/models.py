@@ -7,13 +7,12 @@ from __future__ import annotations
 from pathlib import Path
 
 # %% auto #0
-__all__ = ['BUILTIN_MODELS', 'MANIFEST', 'BuiltinModel', 'builtin_model', 'builtin_parts', 'builtin_models', 'sha256_file',
-           'check_gguf', 'safetensors_problem', 'write_manifest', 'manifest_problems', 'folder_problem',
-           'check_model_folder', 'convert_gguf', 'tiny_gguf', 'CacheWarning', 'cached_builtin', 'cached_gguf',
-           'model_source', 'load_model']
+__all__ = ['BUILTIN_MODELS', 'MANIFEST', 'BuiltinModel', 'builtin_model', 'builtin_parts', 'builtin_models', 'check_gguf',
+           'safetensors_problem', 'write_manifest', 'manifest_problems', 'folder_problem', 'check_model_folder',
+           'convert_gguf', 'tiny_gguf', 'CacheWarning', 'cached_builtin', 'cached_gguf', 'model_source', 'load_model']
 
 # %% ../nbs/02_models.ipynb #910e719e
-import hashlib, json, os, shutil, tempfile, time, uuid, warnings
+import json, os, shutil, tempfile, time, uuid, warnings
 import importlib.metadata as im
 from dataclasses import dataclass
 import numpy as np
@@ -21,7 +20,7 @@ import torch
 from safetensors import SafetensorError
 from transformers import AutoModelForCausalLM, AutoTokenizer
 from .core import (AttnPruneError, OfflineError, hub_available, get_device, resolve_dtype,
-                               cache_dir, atomic_dir, atomic_write_text)
+                               cache_dir, atomic_dir, atomic_write_text, file_sha256)
 
 # %% ../nbs/02_models.ipynb #7baa98f0
 @dataclass(frozen=True)
@@ -133,15 +132,6 @@ def builtin_models():
                               installed=all(_installed_file(d, r) is not None for d, r in m.parts),
                               install=m.install) for m in BUILTIN_MODELS.values()])
 
-# %% ../nbs/02_models.ipynb #21bbdfd1
-def sha256_file(path:str|Path # a file
-               )->str:
-    "Hex sha256 of a file, read in 1 MiB blocks."
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(1 << 20): h.update(block)
-    return h.hexdigest()
-
 # %% ../nbs/02_models.ipynb #8d1bfde9
 def _gguf_header(path:Path)->tuple:
     "(architecture, end of the last tensor's data, whether it carries a chat template) of a GGUF file."
@@ -192,7 +182,7 @@ MANIFEST = "attnprune-manifest.json"  # not "manifest.json": a model folder may 
 def _file_record(f:Path)->dict:
     "Size, modification time (ns) and sha256 of file `f`."
     st = f.stat()
-    return dict(size=st.st_size, mtime_ns=st.st_mtime_ns, sha256=sha256_file(f))
+    return dict(size=st.st_size, mtime_ns=st.st_mtime_ns, sha256=file_sha256(f))
 
 # %% ../nbs/02_models.ipynb #b6461cfe
 def write_manifest(folder:str|Path # a model folder, complete
@@ -212,7 +202,7 @@ def _file_problem(f:Path, rec:dict, full:bool)->str|None:
     if st.st_size != rec["size"]:
         return f"cut short or changed ({st.st_size:,} bytes, {rec['size']:,} written)"
     if not full and st.st_mtime_ns == rec["mtime_ns"]: return None
-    if sha256_file(f) != rec["sha256"]: return "changed since it was written (its sha256 differs)"
+    if file_sha256(f) != rec["sha256"]: return "changed since it was written (its sha256 differs)"
     rec["mtime_ns"] = st.st_mtime_ns  # the bytes written, with a new time: remember it
     return None
 
@@ -351,7 +341,7 @@ def cached_builtin(model:str|BuiltinModel # a built-in's name, or a `BuiltinMode
     parts = builtin_parts(m)
     with tempfile.TemporaryDirectory(dir=cache_dir("models"), prefix=f".{m.name}.gguf-") as tmp:
         gguf = _assembled(m, parts, Path(tmp))
-        if (sha := sha256_file(gguf)) != m.sha256:
+        if (sha := file_sha256(gguf)) != m.sha256:
             raise AttnPruneError(f"Built-in model {m.name!r}: its GGUF's sha256 is {sha[:12]}..., expected "
                                  f"{m.sha256[:12]}...: reinstall it with `{_reinstall(m, dict(m.parts))}`.")
         return convert_gguf(gguf, dest, dict(builtin=m.name, sha256=sha))
@@ -361,7 +351,7 @@ def cached_gguf(path:str|Path # a local .gguf file
                )->Path: # its model folder under `cache_dir("models")`, named after its sha256
     "The cached model folder of a local GGUF file (keyed by sha256), converted on first use or if damaged."
     path = Path(path).expanduser()
-    sha = sha256_file(path)
+    sha = file_sha256(path)
     dest = cache_dir("models")/f"gguf-{sha[:16]}"
     if _intact_cache(dest): return dest
     return convert_gguf(path, dest, dict(source=str(path.resolve()), sha256=sha))

@@ -8,17 +8,17 @@ import inspect
 from functools import partial
 
 # %% auto #0
-__all__ = ['LOWER_IS_BETTER', 'METRIC_SUFFIXES', 'VECTORISED_METRICS', 'EDGE_TOL', 'higher_is_better', 'metric_function',
-           'resampler', 'two_level_draws', 'bootstrap_p_value', 'pooled_bootstraps', 'pooled_bootstrap',
-           'equivalence_verdict', 'point_verdict', 'change_sd', 'detectable_change', 'equivalence_reach',
-           'benjamini_hochberg', 'min_resamples', 'noise_floor', 'fluctuates', 'temperature_bounds',
-           'temperature_at_bound', 'majority_share', 'degenerate_flags']
+__all__ = ['LOWER_IS_BETTER', 'METRIC_SUFFIXES', 'VECTORISED_METRICS', 'EDGE_TOL', 'higher_is_better', 'resampler',
+           'two_level_draws', 'bootstrap_p_value', 'pooled_bootstraps', 'pooled_bootstrap', 'equivalence_verdict',
+           'point_verdict', 'change_sd', 'detectable_change', 'equivalence_reach', 'benjamini_hochberg',
+           'min_resamples', 'noise_floor', 'fluctuates', 'temperature_bounds', 'temperature_at_bound', 'majority_share',
+           'degenerate_flags']
 
 # %% ../nbs/07a_stats.ipynb #deacd9c3
 import numpy as np
 from scipy.stats import norm
 from .core import AttnPruneError
-from .calibration import CALIBRATION_METRICS, check_probs, fit_temperature
+from .calibration import CALIBRATION_METRICS, check_probs, fit_temperature, metric_function
 
 # %% ../nbs/07a_stats.ipynb #cf25eb17
 LOWER_IS_BETTER = ("ece", "ece_equal_mass", "smooth_ece", "mce", "classwise_ece", "brier", "nll", "aurc",
@@ -56,16 +56,6 @@ def _macro_f1_rows(pred:np.ndarray, y:np.ndarray, idx:np.ndarray, n_classes:int)
     tp, den = count((p + off)[p == t]), count(p + off) + count(t + off)
     with np.errstate(invalid="ignore", divide="ignore"):
         return np.nanmean(np.where(den > 0, 2 * tp / den, np.nan), 1)
-
-# %% ../nbs/07a_stats.ipynb #4743fab1
-def metric_function(metric # a key of calibration.CALIBRATION_METRICS, "accuracy", or a function
-                   ):
-    "A metric function (probs, labels) -> float from a name or a function."
-    if callable(metric): return metric
-    if metric in CALIBRATION_METRICS: return CALIBRATION_METRICS[metric]
-    if metric == "accuracy": return lambda p, y: float((np.asarray(p).argmax(1) == np.asarray(y)).mean())
-    raise AttnPruneError(f"Unknown metric {metric!r}: use a function, 'mean' for per-example values, or one "
-                         f"of accuracy, macro_f1, {', '.join(CALIBRATION_METRICS)}.")
 
 # %% ../nbs/07a_stats.ipynb #e97c59cc
 VECTORISED_METRICS = ("accuracy", "macro_f1", "ece", "brier", "nll", "mean")
