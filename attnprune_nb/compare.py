@@ -10,26 +10,25 @@ from pathlib import Path
 
 # %% auto #0
 __all__ = ['ASPECTS', 'DEFAULT_METHODS', 'FAITH_METRICS', 'CALIBRATION_ROWS', 'EXIT_MEANINGS', 'PASSING', 'LABELS', 'ROW_COLUMNS',
-           'VERDICT_COLOURS', 'CONVENTIONS', 'llm_drop_layers', 'is_llm_drop', 'quiet_loading', 'load_llm_drop',
-           'load_compared', 'split_option', 'parse_layers', 'check_aspects', 'check_methods', 'check_choice',
-           'check_numbers', 'check_same_tokenizer', 'demo_tasks', 'evaluate_sets', 'minus_random', 'set_values',
-           'change_row', 'change_verdicts', 'aspect_verdict', 'set_flags', 'comparison_rows', 'Comparison',
-           'comparison_json', 'load_comparison', 'judge_aspects', 'exit_status', 'metric_label', 'quote',
-           'efficiency_summary', 'summary_line', 'efficiency_pair', 'compare', 'rows_table', 'efficiency_table',
-           'comparison_text', 'plot_comparison', 'comparison_card', 'write_comparison', 'run_compare',
-           'check_layers_early']
+           'VERDICT_COLOURS', 'CONVENTIONS', 'load_compared', 'split_option', 'parse_layers', 'check_aspects',
+           'check_methods', 'check_choice', 'check_numbers', 'check_same_tokenizer', 'demo_tasks', 'evaluate_sets',
+           'minus_random', 'set_values', 'change_row', 'change_verdicts', 'aspect_verdict', 'set_flags',
+           'comparison_rows', 'Comparison', 'comparison_json', 'load_comparison', 'judge_aspects', 'exit_status',
+           'metric_label', 'quote', 'efficiency_summary', 'summary_line', 'efficiency_pair', 'compare', 'rows_table',
+           'efficiency_table', 'comparison_text', 'plot_comparison', 'comparison_card', 'write_comparison',
+           'run_compare', 'check_layers_early']
 
 # %% ../nbs/09b_compare.ipynb #376e1cb3
 import numpy as np
 import pandas as pd
 import matplotlib.pyplot as plt
 from transformers import AutoConfig
-from transformers.utils import logging as hf_logging
 from .core import AttnPruneError, atomic_write_text
 from .data import Task, load_task, sample_split
-from .models import load_model, model_source
+from .models import load_model, model_source, is_llm_drop, quiet_loading
 from .prompts import encode_prompts, label_token_ids
 from .prune import (arch_spec, decoder_layers, dropped_layers, validate_layers, drop_attention,
+                                llm_drop_layers,
                                 attention_dropped, layers_to_drop, STRATEGIES)
 from .attribution import METHODS
 from .calibration import apply_temperature
@@ -38,109 +37,11 @@ from .stats import (pooled_bootstrap, noise_floor, fluctuates, equivalence_verdi
 from .experiment import evaluate_cell, cell_efficiency, eval_split, importance_sample
 from .plots import save_figure
 
-# %% ../nbs/09b_compare.ipynb #a94a8742
-def _drop_list(value, # the list as config.json holds it (None: absent)
-               name:str, # its key, for messages
-               n_layers:int # decoder layers of the model
-              )->list:
-    "Layer ids of one LLM-Drop list: layer indices, or one boolean per layer; [] when absent or empty."
-    if value is None: return []
-    if not isinstance(value, list):
-        raise AttnPruneError(f"config.json: {name} must be a list of layer indices or booleans, got {value!r}.")
-    if value and all(isinstance(v, bool) for v in value):
-        if len(value) != n_layers:
-            raise AttnPruneError(f"config.json: {name} has {len(value)} booleans for a {n_layers}-layer model: "
-                                 "give one per layer, or layer indices.")
-        return [i for i, v in enumerate(value) if v]
-    if not all(isinstance(v, int) and not isinstance(v, bool) for v in value):
-        raise AttnPruneError(f"config.json: {name} = {value!r} mixes types: give layer indices or one boolean "
-                             "per layer.")
-    return list(value)
-
-# %% ../nbs/09b_compare.ipynb #dbb43088
-def llm_drop_layers(config:dict, # a model folder's config.json, as a dict
-                    n_layers:int # decoder layers of the model
-                   )->list:
-    "Sorted ids of the attention layers an LLM-Drop config drops; refuses MLP drops and malformed lists."
-    mlp = _drop_list(config.get("drop_mlp_list"), "drop_mlp_list", n_layers)
-    if mlp:
-        raise AttnPruneError(f"config.json: drop_mlp_list drops the MLP of layer(s) {sorted(mlp)}: this package "
-                             "drops attention only; give a checkpoint whose drop_mlp_list is empty.")
-    attn = _drop_list(config.get("drop_attn_list"), "drop_attn_list", n_layers)
-    try: return validate_layers(attn, n_layers)
-    except AttnPruneError as e: raise AttnPruneError(f"config.json: drop_attn_list: {e}") from None
-
-# %% ../nbs/09b_compare.ipynb #70cac95d
-def is_llm_drop(path # a MODEL argument: built-in name, .gguf file, folder or hub id
-               )->bool:
-    "Whether `path` is a local model folder whose config.json carries LLM-Drop's drop lists."
-    cfg = Path(str(path)).expanduser()/"config.json"
-    if not cfg.is_file(): return False
-    try: d = json.loads(cfg.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError): return False
-    return isinstance(d, dict) and ("drop_attn_list" in d or "drop_mlp_list" in d)
-
-# %% ../nbs/09b_compare.ipynb #8508c7da
-def _checkpoint_keys(folder:Path # a model folder
-                    )->set|None:
-    "Names of the tensors a folder's safetensors checkpoint holds (None when it has none)."
-    from safetensors import safe_open
-    index = folder/"model.safetensors.index.json"
-    if index.exists(): return set(json.loads(index.read_text())["weight_map"])
-    keys = set()
-    for f in sorted(folder.glob("*.safetensors")):
-        with safe_open(str(f), "pt") as h: keys |= set(h.keys())
-    return keys or None
-
-# %% ../nbs/09b_compare.ipynb #236bf855
-def _missing_attention(model, # a model whose dropped attention is already removed
-                       keys:set|None # tensor names of its checkpoint
-                      )->list:
-    "Kept layers with attention weights the checkpoint lacks ([] when the names do not line up at all)."
-    spec, names = arch_spec(model), set(model.state_dict())
-    if not keys or not keys & names: return []
-    gone = set(dropped_layers(model))
-    def lacks(l): return any(k.startswith(f"{spec.layers}.{l}.{spec.attn}.") and k not in keys for k in names)
-    return [l for l in range(len(decoder_layers(model))) if l not in gone and lacks(l)]
-
-# %% ../nbs/09b_compare.ipynb #4aa6f834
-@contextlib.contextmanager
-def quiet_loading():
-    "Silence transformers' warnings and progress bars while a model loads (errors still raise)."
-    level, bars = hf_logging.get_verbosity(), hf_logging.is_progress_bar_enabled()
-    hf_logging.set_verbosity_error()
-    hf_logging.disable_progress_bar()
-    try: yield
-    finally:
-        hf_logging.set_verbosity(level)
-        if bars: hf_logging.enable_progress_bar()
-
-# %% ../nbs/09b_compare.ipynb #e223cbde
-def load_llm_drop(folder:str|Path, # an LLM-Drop model folder (config.json with drop_attn_list / drop_mlp_list)
-                  **kwargs # passed to `models.load_model` (dtype, device, device_map)
-                 )->tuple: # (model with the listed attention dropped, tokenizer)
-    "Load an LLM-Drop checkpoint as its base architecture with its attention layers dropped; no custom code runs."
-    folder = Path(folder).expanduser()
-    cfg = json.loads((folder/"config.json").read_text())
-    try: n = AutoConfig.from_pretrained(folder, trust_remote_code=False).num_hidden_layers
-    except (ValueError, KeyError, OSError) as e:
-        raise AttnPruneError(f"{folder}: model_type {cfg.get('model_type')!r} is not an architecture transformers "
-            f"loads ({type(e).__name__}); LLM-Drop folders load as their base architecture, never with their own "
-            "code.") from None
-    layers = llm_drop_layers(cfg, n)
-    with quiet_loading(): model, tok = load_model(folder, trust_remote_code=False, **kwargs)  # no missing-weight noise
-    drop_attention(model, layers, keep=False)
-    if bad := _missing_attention(model, _checkpoint_keys(folder)):
-        raise AttnPruneError(f"{folder}: the checkpoint has no attention weights for kept layer(s) {bad}: "
-                             "drop_attn_list does not match the weights; list those layers or use the full weights.")
-    return model, tok
-
 # %% ../nbs/09b_compare.ipynb #be8267aa
 def load_compared(spec, # built-in name, .gguf file, model folder (LLM-Drop folders included) or hub id
                   **kwargs # passed to `models.load_model`
                  )->tuple:
-    "Load a model for `compare`, quietly: an LLM-Drop folder with its attention dropped, else by `load_model`."
-    if is_llm_drop(spec): return load_llm_drop(spec, **kwargs)
+    "Load a model for `compare`, quietly (no progress bars or loading warnings)."
     with quiet_loading(): return load_model(spec, **kwargs)
 
 # %% ../nbs/09b_compare.ipynb #24b528b2

@@ -9,16 +9,18 @@ from pathlib import Path
 # %% auto #0
 __all__ = ['BUILTIN_MODELS', 'MANIFEST', 'BuiltinModel', 'builtin_model', 'builtin_parts', 'builtin_models', 'check_gguf',
            'safetensors_problem', 'write_manifest', 'manifest_problems', 'folder_problem', 'check_model_folder',
-           'convert_gguf', 'tiny_gguf', 'CacheWarning', 'cached_builtin', 'cached_gguf', 'model_source', 'load_model']
+           'convert_gguf', 'tiny_gguf', 'CacheWarning', 'cached_builtin', 'cached_gguf', 'model_source', 'is_llm_drop',
+           'quiet_loading', 'load_model']
 
 # %% ../nbs/02_models.ipynb #910e719e
-import json, os, shutil, tempfile, time, uuid, warnings
+import contextlib, json, os, shutil, tempfile, time, uuid, warnings
 import importlib.metadata as im
 from dataclasses import dataclass
 import numpy as np
 import torch
 from safetensors import SafetensorError
-from transformers import AutoModelForCausalLM, AutoTokenizer
+from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
+from transformers.utils import logging as hf_logging
 from .core import (AttnPruneError, OfflineError, hub_available, get_device, resolve_dtype,
                                cache_dir, atomic_dir, atomic_write_text, file_sha256)
 
@@ -401,6 +403,40 @@ def _from_pretrained(src:str, tok_kw:dict, model_kw:dict)->tuple:
         why = f"unreachable, gated or misspelt: {why}"
         raise OfflineError(f"Could not load {src!r} from the Hugging Face hub ({why}). {_HINT}") from e
 
+# %% ../nbs/02_models.ipynb #70cac95d
+def is_llm_drop(path # a MODEL argument: built-in name, .gguf file, folder or hub id
+               )->bool:
+    "Whether `path` is a local model folder whose config.json carries LLM-Drop's drop lists."
+    cfg = Path(str(path)).expanduser()/"config.json"
+    if not cfg.is_file(): return False
+    try: d = json.loads(cfg.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError): return False
+    return isinstance(d, dict) and ("drop_attn_list" in d or "drop_mlp_list" in d)
+
+# %% ../nbs/02_models.ipynb #4aa6f834
+@contextlib.contextmanager
+def quiet_loading():
+    "Silence transformers' warnings and progress bars while a model loads (errors still raise)."
+    level, bars = hf_logging.get_verbosity(), hf_logging.is_progress_bar_enabled()
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
+    try: yield
+    finally:
+        hf_logging.set_verbosity(level)
+        if bars: hf_logging.enable_progress_bar()
+
+# %% ../nbs/02_models.ipynb #0539abda
+def _llm_drop_checked(folder:str # an LLM-Drop model folder
+                     )->dict: # keyword arguments for `from_pretrained`
+    "Refuse an LLM-Drop folder whose base architecture transformers does not know; never run its own code."
+    try: AutoConfig.from_pretrained(folder, trust_remote_code=False)
+    except (ValueError, KeyError, OSError) as e:
+        mt = json.loads((Path(folder)/"config.json").read_text()).get("model_type")
+        raise AttnPruneError(f"{folder}: model_type {mt!r} is not an architecture transformers loads "
+            f"({type(e).__name__}); LLM-Drop folders load as their base architecture, never with their own "
+            "code.") from None
+    return dict(trust_remote_code=False)
+
 # %% ../nbs/02_models.ipynb #261a3537
 def load_model(name_or_path:str|Path, # built-in name (`BUILTIN_MODELS`), .gguf file, model folder or hub id
                dtype:str|torch.dtype="auto", # "auto" (bf16 on CUDA, fp32 elsewhere), "float32", "bfloat16"
@@ -409,13 +445,18 @@ def load_model(name_or_path:str|Path, # built-in name (`BUILTIN_MODELS`), .gguf 
                attn_implementation:str|None=None, # e.g. "eager" or "sdpa"; None lets transformers choose
                **kwargs # passed to `from_pretrained`
               )->tuple: # (model in eval mode, tokenizer with left padding and a pad token)
-    "Load a causal LM and its tokenizer for batched prompted scoring."
+    "Load a causal LM and its tokenizer for batched prompted scoring (LLM-Drop folders with their attention dropped)."
     src = model_source(name_or_path)
+    if llm_drop := is_llm_drop(src): kwargs = _llm_drop_checked(src) | kwargs
     dev = get_device(device)
     mkw = dict(dtype=resolve_dtype(dtype, dev), **kwargs)
     if attn_implementation: mkw["attn_implementation"] = attn_implementation
     if device_map is not None: mkw["device_map"] = device_map
-    tok, model = _from_pretrained(src, kwargs, mkw)
+    with quiet_loading() if llm_drop else contextlib.nullcontext():  # no missing-weight table for dropped layers
+        tok, model = _from_pretrained(src, kwargs, mkw)
+    if llm_drop:
+        from attnprune_nb.prune import apply_llm_drop  # the one import up the module order: lazy, no cycle
+        apply_llm_drop(model, src)
     _setup_tokenizer(tok)
     if model.config.pad_token_id is None: model.config.pad_token_id = tok.pad_token_id
     return (model if device_map is not None else model.to(dev)).eval(), tok

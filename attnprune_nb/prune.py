@@ -4,14 +4,15 @@
 
 # %% ../nbs/04_prune.ipynb #7debe3b8
 from __future__ import annotations
-import contextlib, inspect, os, time, weakref
+import contextlib, inspect, json, os, time, weakref
 from dataclasses import dataclass
+from pathlib import Path
 
 # %% auto #0
 __all__ = ['ARCH_SPECS', 'STRATEGIES', 'DEPTH_BUDGET', 'ArchSpec', 'arch_spec', 'decoder_layers', 'dropped_layers',
            'attention_importance', 'DroppedAttention', 'validate_layers', 'DroppedCacheLayer', 'drop_attention',
            'restore', 'attention_dropped', 'attention_masked', 'kv_cache_bytes', 'layers_to_drop', 'measure_efficiency',
-           'depth_budget', 'depth_state_bytes', 'DepthReuse']
+           'depth_budget', 'depth_state_bytes', 'DepthReuse', 'llm_drop_layers', 'apply_llm_drop']
 
 # %% ../nbs/04_prune.ipynb #13ab2431
 import numpy as np
@@ -607,3 +608,71 @@ def scope(self:DepthReuse, model, # the model about to run
         with _skipping(model, start): yield
     finally:
         for h in hooks: h.remove()
+
+# %% ../nbs/04_prune.ipynb #a94a8742
+def _drop_list(value, # the list as config.json holds it (None: absent)
+               name:str, # its key, for messages
+               n_layers:int # decoder layers of the model
+              )->list:
+    "Layer ids of one LLM-Drop list: layer indices, or one boolean per layer; [] when absent or empty."
+    if value is None: return []
+    if not isinstance(value, list):
+        raise AttnPruneError(f"config.json: {name} must be a list of layer indices or booleans, got {value!r}.")
+    if value and all(isinstance(v, bool) for v in value):
+        if len(value) != n_layers:
+            raise AttnPruneError(f"config.json: {name} has {len(value)} booleans for a {n_layers}-layer model: "
+                                 "give one per layer, or layer indices.")
+        return [i for i, v in enumerate(value) if v]
+    if not all(isinstance(v, int) and not isinstance(v, bool) for v in value):
+        raise AttnPruneError(f"config.json: {name} = {value!r} mixes types: give layer indices or one boolean "
+                             "per layer.")
+    return list(value)
+
+# %% ../nbs/04_prune.ipynb #dbb43088
+def llm_drop_layers(config:dict, # a model folder's config.json, as a dict
+                    n_layers:int # decoder layers of the model
+                   )->list:
+    "Sorted ids of the attention layers an LLM-Drop config drops; refuses MLP drops and malformed lists."
+    mlp = _drop_list(config.get("drop_mlp_list"), "drop_mlp_list", n_layers)
+    if mlp:
+        raise AttnPruneError(f"config.json: drop_mlp_list drops the MLP of layer(s) {sorted(mlp)}: this package "
+                             "drops attention only; give a checkpoint whose drop_mlp_list is empty.")
+    attn = _drop_list(config.get("drop_attn_list"), "drop_attn_list", n_layers)
+    try: return validate_layers(attn, n_layers)
+    except AttnPruneError as e: raise AttnPruneError(f"config.json: drop_attn_list: {e}") from None
+
+# %% ../nbs/04_prune.ipynb #8508c7da
+def _checkpoint_keys(folder:Path # a model folder
+                    )->set|None:
+    "Names of the tensors a folder's safetensors checkpoint holds (None when it has none)."
+    from safetensors import safe_open
+    index = folder/"model.safetensors.index.json"
+    if index.exists(): return set(json.loads(index.read_text())["weight_map"])
+    keys = set()
+    for f in sorted(folder.glob("*.safetensors")):
+        with safe_open(str(f), "pt") as h: keys |= set(h.keys())
+    return keys or None
+
+# %% ../nbs/04_prune.ipynb #236bf855
+def _missing_attention(model, # a model whose dropped attention is already removed
+                       keys:set|None # tensor names of its checkpoint
+                      )->list:
+    "Kept layers with attention weights the checkpoint lacks ([] when the names do not line up at all)."
+    spec, names = arch_spec(model), set(model.state_dict())
+    if not keys or not keys & names: return []
+    gone = set(dropped_layers(model))
+    def lacks(l): return any(k.startswith(f"{spec.layers}.{l}.{spec.attn}.") and k not in keys for k in names)
+    return [l for l in range(len(decoder_layers(model))) if l not in gone and lacks(l)]
+
+# %% ../nbs/04_prune.ipynb #d42de3f2
+def apply_llm_drop(model:nn.Module, # a model loaded from `folder` as its base architecture
+                   folder:str|Path # the LLM-Drop folder (config.json with drop_attn_list / drop_mlp_list)
+                  )->nn.Module: # the same model, its listed attention layers dropped for good
+    "Drop the attention layers an LLM-Drop folder lists; refuse a checkpoint that lacks a kept layer's attention."
+    folder = Path(folder).expanduser()
+    cfg = json.loads((folder/"config.json").read_text())
+    drop_attention(model, llm_drop_layers(cfg, len(decoder_layers(model))), keep=False)
+    if bad := _missing_attention(model, _checkpoint_keys(folder)):
+        raise AttnPruneError(f"{folder}: the checkpoint has no attention weights for kept layer(s) {bad}: "
+                             "drop_attn_list does not match the weights; list those layers or use the full weights.")
+    return model

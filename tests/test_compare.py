@@ -6,13 +6,14 @@ import numpy as np
 import pytest
 from safetensors.torch import load_file, save_file
 from attnprune_nb import compare as cmp
-from attnprune_nb.compare import (compare, run_compare, load_llm_drop, load_compared, llm_drop_layers,
-                                  write_comparison, load_comparison, comparison_json, exit_status, ASPECTS)
+from attnprune_nb.compare import (compare, run_compare, load_compared, write_comparison, load_comparison,
+                                  comparison_json, exit_status, ASPECTS)
+from attnprune_nb.models import load_model
 from attnprune_nb.core import AttnPruneError
 from attnprune_nb.data import Task, load_task
-from attnprune_nb.experiment import score_prompts
+from attnprune_nb.experiment import score_prompts, evaluate_cell, cell_efficiency
 from attnprune_nb.organisms import train_organism, organism_path
-from attnprune_nb.prune import attention_importance, attention_dropped, dropped_layers
+from attnprune_nb.prune import attention_importance, attention_dropped, dropped_layers, llm_drop_layers
 
 FAST = dict(n_resamples=2000, n_calib=64)
 
@@ -93,7 +94,7 @@ def test_llm_drop_folder_loads_and_drops_the_same_layers_as_drop(organism, sent,
     model, tok, path = organism
     lst = [5, 1] if form == "indices" else [False, True, False, False, False, True]
     folder = llm_drop_folder(path, tmp_path/"llm-drop", lst)
-    pm, ptok = load_llm_drop(folder)
+    pm, ptok = load_model(folder)  # plain load_model: what every command does with a model folder
     assert not (folder/"RAN").exists()  # the folder's own modelling code never ran
     assert type(pm).__module__.startswith("transformers.models.llama")
     assert dropped_layers(pm) == [1, 5]
@@ -106,6 +107,23 @@ def test_llm_drop_folder_loads_and_drops_the_same_layers_as_drop(organism, sent,
                                   methods="occlusion", faithfulness_n=8)
     assert via_folder.dropped == via_drop.dropped == [1, 5]
     assert via_folder.rows == via_drop.rows and code == code2
+
+
+
+def test_every_command_reads_an_llm_drop_folder_as_pruned(organism, sent, tmp_path):
+    "`attnprune evaluate` (console script, fresh process) scores the folder's model with its attention dropped."
+    model, tok, path = organism
+    folder = llm_drop_folder(path, tmp_path/"llm-drop", [5, 1])
+    r = subprocess.run(["attnprune", "evaluate", "--model", str(folder), "--task", "synthetic-sentiment", "--n", "48",
+                        "--json"], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    assert "MISSING" not in r.stderr and not (folder/"RAN").exists()
+    got = json.loads(r.stdout)
+    assert got["dropped"] == [1, 5] and got["strategy"] == "none"
+    with attention_dropped(model, [1, 5]): ref = evaluate_cell(model, tok, sent, "test", 48, 0, [])
+    assert got["accuracy"] == pytest.approx(ref.accuracy, abs=1e-9)
+    assert got["calibration"] == pytest.approx(ref.calibration, abs=1e-6)
+    assert got["efficiency"]["kv_cache_bytes"] * 6 == cell_efficiency(model)["kv_cache_bytes"] * 4
 
 
 def test_json_round_trips_in_a_fresh_process(organism, sent, tmp_path):
