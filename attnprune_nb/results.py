@@ -80,19 +80,22 @@ def load_cells(out:str|Path # a results folder
     return [json.loads(f.read_text()) for f in sorted((Path(out)/"cells").glob("*.json"))]
 
 # %% ../nbs/08a_results.ipynb #baa53e26
-def misalignment_table(changes:pd.DataFrame, # paired changes (`report.paired_changes`)
+def misalignment_table(changes:pd.DataFrame, # paired changes (`report.paired_changes`, judged or not)
                        method:str="integrated_gradients", # attribution method whose faithfulness is compared
-                       hold:float=0.01 # |accuracy change| below this counts as held
+                       hold:float=0.01 # the point convention: |accuracy change| below this
                       )->pd.DataFrame:
     "Per pruned cell: accuracy change next to faithfulness and ECE changes, with 'held but moved' flags."
     key = [c for c in ("model", "task", "seed", "demo_seed", "draw", "strategy", "k") if c in changes]
-    def pick(metric, meth=""):
+    judged = "verdict" in changes and "flagged" in changes
+    moved = "flagged" if judged else "significant"
+    def pick(metric, meth="", cols=("change", moved)):
         c = changes[(changes.metric == metric) & (changes.method == meth)]
-        return c.set_index(key)[["change", "significant"]]
-    t = pick("accuracy").add_prefix("acc_").join(pick("comprehensiveness_aopc", method).add_prefix("faith_"),
-        how="inner")
+        return c.set_index(key)[list(cols)].rename(columns={moved: "moved"})
+    acc = pick("accuracy", cols=("change", "verdict") if judged else ("change",)).add_prefix("acc_")
+    t = acc.join(pick("comprehensiveness_aopc", method).add_prefix("faith_"), how="inner")
     t = t.join(pick("ece").add_prefix("ece_"), how="inner").reset_index()
-    t["acc_held"] = t.acc_change.abs() < hold
-    t["faith_moved_acc_held"] = t.acc_held & t.faith_significant
-    t["ece_moved_acc_held"] = t.acc_held & t.ece_significant
+    t["acc_point_held"] = t.acc_change.abs() < hold
+    t["acc_held"] = t.acc_verdict.eq("held") if judged else t.acc_point_held
+    t["faith_moved_acc_held"] = t.acc_held & t.faith_moved.fillna(False).astype(bool)
+    t["ece_moved_acc_held"] = t.acc_held & t.ece_moved.fillna(False).astype(bool)
     return t
