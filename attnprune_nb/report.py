@@ -16,7 +16,7 @@ __all__ = ['CHANGE_METRICS', 'RECALIBRATED_METRICS', 'CONTROL', 'POOL_KEY', 'CHA
            'synthetic_cells', 'task_name', 'cell_demo_seed', 'cell_draw', 'pair_cells', 'cell_probs',
            'paired_mean_change', 'pool_pairs', 'noise_floors', 'paired_changes', 'judge_changes', 'verdict_table',
            'read_importance', 'read_study', 'Study', 'study_notes', 'cell_table', 'summary_markdown',
-           'save_report_figures', 'report_margin', 'write_report']
+           'save_report_figures', 'report_margin', 'write_report', 'above_majority', 'faithfulness_phase']
 
 # %% ../nbs/09a_report.ipynb #23866cb9
 import numpy as np
@@ -33,6 +33,7 @@ from .stats import (
 from .plots import (
     save_figure, attribution_method, plot_importance_heatmap, plot_reliability, plot_token_heatmap,
     plot_metric_vs_k, plot_misalignment, plot_efficiency_tradeoff, plot_change_vs_accuracy, EFFICIENCY_METRICS)
+from .sweep import CONFIG_TYPES, validate_config
 
 # %% ../nbs/09a_report.ipynb #16527a4d
 def _rng(*parts)->np.random.Generator:
@@ -798,3 +799,34 @@ def write_report(out:str|Path, # results folder with cells/ (shards merge here)
     summary = atomic_write_text(out/"summary.md", text)
     return dict(results=out/"results.csv", changes=out/"changes.csv", floors=out/"floors.csv",
                 verdicts=out/"verdicts.csv", summary=summary, figures=figures, notes=notes)
+
+# %% ../nbs/09a_report.ipynb #506a8b22
+def above_majority(cells:list # cell records (`results.load_cells`)
+                  )->set: # {(model, task name)}
+    "(model, task) pairs whose unpruned model beats the majority label (means over demonstration sets)."
+    acc, majority = {}, {}
+    for c in cells:
+        if c["cell"]["k"] != 0: continue
+        key, y = (c["cell"]["model"], task_name(c)), np.asarray(c["examples"]["labels"])
+        acc.setdefault(key, []).append(c["summary"]["accuracy"])
+        majority.setdefault(key, []).append(np.bincount(y).max() / len(y))
+    return {k for k in acc if np.mean(acc[k]) > np.mean(majority[k])}
+
+# %% ../nbs/09a_report.ipynb #b8ef1fc4
+def faithfulness_phase(folder:str|Path, # a reported first phase (config.json, verdicts.csv, cells/)
+                       methods=("input_x_gradient", "occlusion", "random"), # attribution methods to add
+                       faithfulness_n:int|None=None, # examples attributed per cell (None: all n)
+                       out:str|None=None # the new phase's output folder (None: the first's + "_faithfulness")
+                      )->dict: # a sweep config (write it as YAML)
+    "The sweep config of a faithfulness phase: the first phase's settings, `only` where accuracy held."
+    folder = Path(folder)
+    cfg = json.loads((folder/"config.json").read_text())
+    v, above = pd.read_csv(folder/"verdicts.csv"), above_majority(load_cells(folder))
+    ok = np.array([(m, t) in above for m, t in zip(v.model, v.task)], dtype=bool)
+    held = v[v.accuracy.eq("held").to_numpy() & ok]
+    only = [dict(model=r.model, task=r.task, strategy=r.strategy, k=int(r.k), draw=int(r.draw))
+            for r in held.itertuples()]
+    new = {k: cfg[k] for k in CONFIG_TYPES if k in cfg} | dict(methods=list(methods), faithfulness_n=faithfulness_n,
+                                                                only=only, out=out or f"{cfg['out']}_faithfulness")
+    validate_config(new)
+    return new

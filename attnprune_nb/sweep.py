@@ -9,12 +9,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 # %% auto #0
-__all__ = ['DEFAULT_STUDY', 'OPT_INT', 'OPT_STR', 'CONFIG_TYPES', 'CELL_VERSION', 'eval_split', 'SweepSettings',
-           'check_model_spec', 'check_faithfulness_rules', 'check_draws', 'validate_config', 'load_config',
-           'sweep_task', 'prompt_task', 'task_split', 'check_task', 'check_model', 'file_hash', 'model_fingerprint',
-           'task_hash', 'resolve_k', 'model_layers', 'model_label', 'check_k', 'check_sweep', 'cell_methods',
-           'random_layer_seed', 'cell_identity', 'group_expand', 'expand_cells', 'shard_cells', 'CellPlan',
-           'plan_cells', 'group_cells']
+__all__ = ['DEFAULT_STUDY', 'OPT_INT', 'OPT_STR', 'CONFIG_TYPES', 'ONLY_KEYS', 'CELL_VERSION', 'eval_split', 'SweepSettings',
+           'check_model_spec', 'check_faithfulness_rules', 'check_draws', 'check_only', 'validate_config',
+           'load_config', 'sweep_task', 'prompt_task', 'task_split', 'check_task', 'check_model', 'file_hash',
+           'model_fingerprint', 'task_hash', 'resolve_k', 'model_layers', 'model_label', 'check_k', 'check_sweep',
+           'cell_methods', 'random_layer_seed', 'cell_identity', 'group_expand', 'only_cells', 'expand_cells',
+           'shard_cells', 'CellPlan', 'plan_cells', 'group_cells']
 
 # %% ../nbs/08c_sweep.ipynb #a5c2eafc
 import numpy as np
@@ -65,6 +65,7 @@ class SweepSettings:
     random_draws:int=1 # independent draws of the `random` strategy per (model, k), each a cell
     random_seed:int|None=None # seed of the random draws (None: each sample seed draws once, as before)
     equivalence_margin:float|None=None # accuracy margin of "held" (0.03: 3 points), fixed before the run
+    only:list|None=None # run only these configurations [{model, task, strategy, k, draw?}] and their unpruned cells
     chat:bool=False # format prompts with the tokenizer's chat template
     contextual:bool=False # also report contextual calibration
     efficiency:bool=True # measure params, KV-cache bytes and timing
@@ -98,7 +99,7 @@ CONFIG_TYPES = {"models": list, "tasks": list, "split": (str, dict, type(None)),
                 "task_options": dict,
                 "shots": (int, str), "demo_seed": int,
                 "demo_seeds": (list, type(None)), "random_draws": int, "random_seed": OPT_INT,
-                "equivalence_margin": (float, type(None)), "chat": bool, "contextual": bool, "efficiency": bool,
+                "equivalence_margin": (float, type(None)), "only": (list, type(None)), "chat": bool, "contextual": bool, "efficiency": bool,
                 "device_map": OPT_STR, "backend": str, "resources": dict}
 
 # %% ../nbs/08c_sweep.ipynb #63554702
@@ -156,6 +157,25 @@ def check_draws(c:dict # the config with defaults filled
         raise AttnPruneError(f"Config key 'equivalence_margin' is a share of accuracy in (0, 1) "
                              f"(0.03 = 3 points), got {m}.")
 
+# %% ../nbs/08c_sweep.ipynb #f3f32579
+ONLY_KEYS = {"model", "task", "strategy", "k", "draw"}
+
+def check_only(only:list|None # the `only` setting
+              ):
+    "Check each `only` entry is {model, task, strategy, k, draw?} with a pruning strategy and k >= 1."
+    for i, e in enumerate(only or []):
+        if not isinstance(e, dict) or set(e) - ONLY_KEYS or not {"model", "task", "strategy", "k"} <= set(e):
+            raise AttnPruneError(f"Config key 'only[{i}]': give a mapping {{model, task, strategy, k, draw?}}, "
+                                 f"got {e!r}.")
+        if e["strategy"] not in STRATEGIES:
+            raise AttnPruneError(f"Config key 'only[{i}].strategy': unknown {e['strategy']!r}; choose from "
+                                 f"{', '.join(STRATEGIES)}.")
+        for key in ("k", "draw"):
+            v = e.get(key, 0)
+            if not isinstance(v, int) or isinstance(v, bool) or v < (1 if key == "k" else 0):
+                raise AttnPruneError(f"Config key 'only[{i}].{key}': a whole number of layers"
+                                     f"{' >= 1' if key == 'k' else ' >= 0'}, got {v!r}.")
+
 # %% ../nbs/08c_sweep.ipynb #56979473
 def validate_config(cfg:dict|SweepSettings # a config mapping (missing keys take SweepSettings' defaults)
                    )->SweepSettings:
@@ -192,6 +212,7 @@ def validate_config(cfg:dict|SweepSettings # a config mapping (missing keys take
         raise AttnPruneError(f"Config key 'shots' must be a number >= 0 or per_class, got {c['shots']!r}.")
     check_faithfulness_rules(c["faithfulness"])
     check_draws(c)
+    check_only(c["only"])
     if c["demo_seeds"] is not None and "demo_seed" in cfg and cfg["demo_seed"] != c["demo_seeds"][0]:
         raise AttnPruneError("Config keys 'demo_seed' and 'demo_seeds': give one of them (demo_seeds for "
                              "several).")
@@ -468,7 +489,20 @@ def group_expand(settings:SweepSettings, # the sweep
             continue
         c["id"] = stable_hash(cell_identity(settings, c, mhash, thash, split, len(task.demonstrations)), 12)
         seen[strategy, kk, draw] = c
-    return list(seen.values())
+    return only_cells(settings, list(seen.values()), base.name)
+
+# %% ../nbs/08c_sweep.ipynb #2ebc8a4c
+def only_cells(settings:SweepSettings, # the sweep
+               cells:list, # the cells of one group (`group_expand`)
+               task_name:str # the task's name (an `only` entry may give it or the config's task string)
+              )->list:
+    "The cells `only` keeps: its configurations, and the unpruned cell of each group that has one ([] if none)."
+    if settings.only is None: return cells
+    def same(e, c): return e["model"] == c["model"] and e["task"] in (task_name, c["task"])
+    def chosen(c): return any(same(e, c) and (e["strategy"], e["k"], e.get("draw", 0)) == (c["strategy"],
+                              c["k"], c["draw"]) for e in settings.only)
+    kept = [c for c in cells if c["strategy"] != "none" and chosen(c)]
+    return [c for c in cells if c["strategy"] == "none"] + kept if kept else []
 
 # %% ../nbs/08c_sweep.ipynb #c18b3145
 def expand_cells(settings:SweepSettings, # the sweep

@@ -103,3 +103,19 @@ def test_depth_reuse_gives_the_same_results(tmp_path, monkeypatch):
     assert ids[0] == ids[1] and len(ids[0]) == 2 * 2 * (1 + 2 + 2 + 4)
     pd.testing.assert_frame_equal(on.drop(columns="value"), off.drop(columns="value"))
     assert np.abs(on.value.to_numpy() - off.value.to_numpy()).max() <= 1e-4
+
+
+def test_only_runs_the_chosen_configurations_with_the_same_results(tmp_path):
+    "A second phase (`only`) runs its configurations and the unpruned cells, and scores them as the full sweep did."
+    cfg = MINI | {"strategies": ["last", "random"], "k": [0, 1, 2], "random_draws": 2, "random_seed": 0}
+    run_sweep(cfg, out=tmp_path/"all", progress=False)
+    only = [dict(model="organism-gpt2", task="synthetic-topic", strategy="random", k=2, draw=1)]
+    run_sweep(cfg | {"only": only}, out=tmp_path/"only", progress=False)
+    everything = {f.name: json.loads(f.read_text()) for f in (tmp_path/"all"/"cells").glob("*.json")}
+    chosen = {f.name: json.loads(f.read_text()) for f in (tmp_path/"only"/"cells").glob("*.json")}
+    assert len(everything) == 1 + 2 + 2 * 2 and set(chosen) < set(everything)
+    assert sorted((c["cell"]["strategy"], c["cell"]["k"], c["cell"]["draw"]) for c in chosen.values()) == [
+        ("none", 0, 0), ("random", 2, 1)]
+    for name, c in chosen.items():
+        assert c["summary"]["dropped"] == everything[name]["summary"]["dropped"]
+        np.testing.assert_allclose(c["examples"]["log_probs"], everything[name]["examples"]["log_probs"], atol=1e-5)
